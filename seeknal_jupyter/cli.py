@@ -1,0 +1,289 @@
+"""The `seeknal` command line; the `%seeknal` magic parses with the same parser."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from seeknal_jupyter.errors import (
+    LockedError,
+    ProjectError,
+    RunFailed,
+    SeeknalError,
+    UsageError,
+)
+from seeknal_jupyter.events import Reporter
+from seeknal_jupyter.examples import EXAMPLES, init_example
+from seeknal_jupyter.project import Project
+from seeknal_jupyter.report import TextReporter
+from seeknal_jupyter.sql import KINDS
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser that raises UsageError instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            print(message, file=sys.stderr)
+        raise SystemExit(status)
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parallel", action="store_true", help="run independent nodes at once"
+    )
+    parser.add_argument(
+        "--max-workers",
+        type=int,
+        metavar="N",
+        help="most nodes at once (default: min(cpu_count, 8)); implies --parallel",
+    )
+    parser.add_argument("--full", action="store_true", help="ignore cached outputs")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print what would run; run nothing"
+    )
+    parser.add_argument(
+        "--show-plan",
+        action="store_true",
+        help="print the layers with each node's inputs; run nothing",
+    )
+    parser.add_argument(
+        "--fail-fast", action="store_true", help="start no node after a failure"
+    )
+    parser.add_argument(
+        "--nodes",
+        type=_csv,
+        default=[],
+        metavar="A,B",
+        help="run these nodes; +name adds upstream, name+ adds downstream",
+    )
+    parser.add_argument(
+        "--tags", type=_csv, default=[], metavar="T", help="run nodes with these tags"
+    )
+    parser.add_argument(
+        "--types",
+        type=_csv,
+        default=[],
+        metavar="KIND",
+        help=f"run nodes of these kinds ({', '.join(KINDS)})",
+    )
+
+
+def build_parser(notebook: bool = False) -> ArgumentParser:
+    """The parser of every command; ``notebook`` adds the notebook-only ones."""
+    common = ArgumentParser(add_help=False)
+    common.add_argument(
+        "--project",
+        metavar="PATH",
+        help="project folder (default: the current folder, or the notebook's project)",
+    )
+    parser = ArgumentParser(
+        prog="%seeknal" if notebook else "seeknal",
+        description="Build and run DuckDB feature pipelines.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    init = commands.add_parser(
+        "init", parents=[common], help="write an example project"
+    )
+    init.add_argument("--example", required=True, choices=sorted(EXAMPLES))
+    init.add_argument("dir", metavar="DIR", help="folder to write the project into")
+    init.add_argument("--scale", type=int, default=1, help="multiply the row counts")
+
+    for name in ("plan", "parse"):
+        plan = commands.add_parser(
+            name,
+            parents=[common],
+            help="validate the project and write target/manifest.json",
+        )
+        plan.add_argument("env", nargs="?", metavar="ENV", help=argparse.SUPPRESS)
+
+    run = commands.add_parser("run", parents=[common], help="run the pipeline")
+    _add_run_options(run)
+    run.add_argument("--env", metavar="ENV", help=argparse.SUPPRESS)
+
+    show = commands.add_parser(
+        "show", parents=[common], help="print the first rows of a node's output"
+    )
+    show.add_argument("node", metavar="NODE")
+    show.add_argument("--env", metavar="ENV", default="prod")
+    show.add_argument("--limit", type=int, default=20)
+
+    dag = commands.add_parser("dag", parents=[common], help="draw the DAG")
+    dag.add_argument("--plan", metavar="ENV", dest="plan_env", help=argparse.SUPPRESS)
+    dag.add_argument(
+        "--output", metavar="FILE.svg", help="write the SVG here (command line)"
+    )
+
+    if notebook:
+        project = commands.add_parser(
+            "project", help="load the project the notebook works on"
+        )
+        project.add_argument("path", nargs="?", default=".", metavar="PATH")
+    return parser
+
+
+def parse(argv: Sequence[str] | str, notebook: bool = False) -> argparse.Namespace:
+    """Parse a command line (a list, or one string split like a shell would)."""
+    words = shlex.split(argv) if isinstance(argv, str) else list(argv)
+    return build_parser(notebook).parse_args(words)
+
+
+Handler = Callable[[argparse.Namespace, Project, Reporter | None], Any]
+
+
+def _init(args: argparse.Namespace, project: Project | None, _: Any) -> Any:
+    try:
+        folder = init_example(args.example, args.dir, args.scale)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return InitResult(args.example, folder)
+
+
+class InitResult:
+    """What ``seeknal init`` made."""
+
+    def __init__(self, example: str, folder: Path) -> None:
+        self.example = example
+        self.folder = folder.resolve()
+
+    def __str__(self) -> str:
+        files = len(list((self.folder / "seeknal").rglob("*.y*ml")))
+        return (
+            f"Wrote the {self.example} example to {self.folder} ({files} node files).\n"
+            f"Next: seeknal run --parallel --project {self.folder}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<InitResult {self.example} at {self.folder}>"
+
+
+def _plan(args: argparse.Namespace, project: Project, _: Any) -> Any:
+    if args.env:
+        from seeknal_jupyter import environments
+
+        return environments.plan(project, args.env)
+    return project.plan()
+
+
+def _run(args: argparse.Namespace, project: Project, reporter: Reporter | None) -> Any:
+    options = dict(
+        parallel=args.parallel,
+        max_workers=args.max_workers,
+        full=args.full,
+        nodes=args.nodes,
+        tags=args.tags,
+        types=args.types,
+    )
+    if args.env:
+        from seeknal_jupyter import environments
+
+        return environments.apply(
+            project,
+            args.env,
+            reporter=reporter,
+            fail_fast=args.fail_fast,
+            dry_run=args.dry_run or args.show_plan,
+            **options,
+        )
+    if args.dry_run or args.show_plan:
+        return project.execution_plan(**options)
+    return project.run(fail_fast=args.fail_fast, reporter=reporter, **options)
+
+
+def _show(args: argparse.Namespace, project: Project, _: Any) -> Any:
+    return project.show(args.node, env=args.env, limit=args.limit)
+
+
+def _dag(args: argparse.Namespace, project: Project, _: Any) -> Any:
+    from seeknal_jupyter import graph
+
+    picture = graph.picture(project, plan_env=args.plan_env)
+    if args.output:
+        if picture.svg is None:
+            raise UsageError("no SVG renderer is available; the text view follows")
+        Path(args.output).write_text(picture.svg, encoding="utf-8")
+    return picture
+
+
+HANDLERS: dict[str, Handler] = {
+    "init": _init,
+    "plan": _plan,
+    "parse": _plan,
+    "run": _run,
+    "show": _show,
+    "dag": _dag,
+}
+
+
+def dispatch(
+    args: argparse.Namespace, project: Project | None, reporter: Reporter | None
+) -> Any:
+    """Carry out a parsed command and return its result object."""
+    handler = HANDLERS.get(args.command)
+    if handler is None:
+        raise UsageError(f"'{args.command}' is not available here")
+    if args.command == "init":
+        return handler(args, project, reporter)  # type: ignore[arg-type]
+    if project is None:
+        project = Project(args.project or ".")
+    return handler(args, project, reporter)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``seeknal`` command; returns the exit status."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse(words)
+    except UsageError as error:
+        build_parser().print_usage(sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result = dispatch(args, None, TextReporter())
+    except RunFailed as failure:
+        if failure.result.count("cancelled"):
+            print("Run cancelled; the next run resumes.", file=sys.stderr)
+            return EXIT_CANCELLED
+        print(f"error: {failure}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_CANCELLED
+    except (ProjectError, UsageError, LockedError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except SeeknalError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if result is not None and args.command != "run" or (
+        args.command == "run" and (args.dry_run or args.show_plan)
+    ):
+        print(result)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

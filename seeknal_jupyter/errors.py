@@ -1,0 +1,59 @@
+"""Typed errors that name the user's node, file and line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from seeknal_jupyter.report import RunResult
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a project, located in a file."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    node: str | None = None
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file or "<project>"
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        text = f"{where}: {self.node + ': ' if self.node else ''}{self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class SeeknalError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ProjectError(SeeknalError):
+    """The project does not load or validate; nothing has run."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        count = len(problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the project"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class UsageError(SeeknalError):
+    """The command or its arguments are wrong."""
+
+
+class LockedError(SeeknalError):
+    """Another process is writing this project's target/ folder."""
+
+
+class RunFailed(SeeknalError):
+    """A run finished with failed or cancelled nodes; ``result`` holds the details."""
+
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+        super().__init__(result.headline())

@@ -1,0 +1,523 @@
+"""The executor: a ready queue feeding worker threads, each with its own DuckDB
+connection; nodes exchange data only through Parquet files."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from seeknal_jupyter.dag import Dag
+from seeknal_jupyter.events import NodeFinished, NodeStarted, Reporters
+from seeknal_jupyter.fingerprint import source_paths
+from seeknal_jupyter.loader import Node
+from seeknal_jupyter.report import NodeResult
+from seeknal_jupyter.sql import KINDS, quote_ident, quote_literal
+from seeknal_jupyter.store import fsync_file, replace_atomically, temp_path_for
+
+log = logging.getLogger(__name__)
+
+STATIC_ERRORS = (
+    duckdb.ParserException,
+    duckdb.BinderException,
+    duckdb.CatalogException,
+)
+
+
+class NodeError(Exception):
+    """A node cannot be built; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How every worker connection is configured; identical for all workers."""
+
+    threads: int = 1
+    memory_limit: str | None = None
+    time_zone: str = "UTC"
+
+    @classmethod
+    def for_workers(cls, workers: int) -> Settings:
+        cores = os.cpu_count() or 1
+        return cls(threads=max(1, cores // max(1, workers)))
+
+
+@dataclass
+class Task:
+    """What a worker needs to build one node."""
+
+    node: Node
+    fingerprint: str
+    layer: int
+    snapshot: Path
+    root: Path
+    export_path: Path | None = None
+    inputs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def node_id(self) -> str:
+        return self.node.id
+
+
+@dataclass(frozen=True)
+class Built:
+    rows: int
+    columns: list[list[str]]
+    seconds: float
+
+
+def open_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB connection configured from ``settings``."""
+    config: dict[str, Any] = {"threads": settings.threads}
+    if settings.memory_limit:
+        config["memory_limit"] = settings.memory_limit
+    conn = duckdb.connect(":memory:", config=config)
+    conn.execute(f"SET TimeZone = {quote_literal(settings.time_zone)}")
+    for kind in KINDS:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(kind)}")
+    return conn
+
+
+class ThreadConnections:
+    """One DuckDB connection per worker thread, created on the thread's first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[duckdb.DuckDBPyConnection] = []
+
+    def get(self) -> duckdb.DuckDBPyConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = open_connection(self.settings)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close_all(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return quote_literal(str(value))
+
+
+CSV_OPTION_NAMES = {"delimiter": "delim", "sep": "delim", "separator": "delim"}
+
+
+def source_read(node: Node, root: Path) -> str:
+    """The DuckDB table function call that reads a source's file(s), unchecked."""
+    pattern = str(node.spec["table"])
+    full = pattern if os.path.isabs(pattern) else str(root / pattern)
+    fmt = node.spec.get("source")
+    params = dict(node.spec.get("params") or {})
+    if fmt == "csv":
+        options = {"header": True}
+        options.update({CSV_OPTION_NAMES.get(k, k): v for k, v in params.items()})
+        if node.schema:
+            types = ", ".join(
+                f"{quote_literal(c)}: {quote_literal(t)}" for c, t in node.schema
+            )
+            options["types"] = None
+            args = [f"{k} = {_literal(v)}" for k, v in options.items() if k != "types"]
+            args.append(f"types = {{{types}}}")
+        else:
+            args = [f"{k} = {_literal(v)}" for k, v in options.items()]
+        return f"read_csv({quote_literal(full)}, {', '.join(args)})"
+    reader = "read_parquet" if fmt == "parquet" else "read_json_auto"
+    args = "".join(f", {k} = {_literal(v)}" for k, v in params.items())
+    return f"{reader}({quote_literal(full)}{args})"
+
+
+def check_source_files(node: Node, root: Path) -> None:
+    """Fail clearly when a source's data file is missing or empty."""
+    table = node.spec["table"]
+    paths = source_paths(root, node)
+    existing = [p for p in paths if p.exists()]
+    if not existing:
+        raise NodeError(f"data file {table} not found (relative to {root})")
+    if all(p.stat().st_size == 0 for p in existing):
+        raise NodeError(f"data file {table} is empty (0 bytes, no header row)")
+
+
+def describe(conn: duckdb.DuckDBPyConnection, query: str) -> list[list[str]]:
+    """Column names and types of a query, without running it."""
+    return [[r[0], r[1]] for r in conn.execute(f"DESCRIBE {query}").fetchall()]
+
+
+def source_query(conn: duckdb.DuckDBPyConnection, node: Node, root: Path) -> str:
+    """SELECT over a source's file with its declared schema applied, in order."""
+    read = source_read(node, root)
+    if not node.schema:
+        return f"SELECT * FROM {read}"
+    found = [c for c, _ in describe(conn, f"SELECT * FROM {read}")]
+    missing = [c for c, _ in node.schema if c not in found]
+    if missing:
+        raise NodeError(
+            f"declared column(s) {', '.join(missing)} not in {node.spec['table']}; "
+            f"the file has: {', '.join(found)}"
+        )
+    columns = ", ".join(
+        f"CAST({quote_ident(c)} AS {t}) AS {quote_ident(c)}" for c, t in node.schema
+    )
+    return f"SELECT {columns} FROM {read}"
+
+
+def _body(node: Node) -> str:
+    if node.sql:
+        return node.sql.strip().rstrip(";").strip()
+    kind, name = node.inputs[0].split(".", 1)
+    return f"SELECT * FROM {quote_ident(kind)}.{quote_ident(name)}"
+
+
+def node_query(conn: duckdb.DuckDBPyConnection, node: Node, root: Path) -> str:
+    """The SELECT that produces a node's output; inputs must already be visible."""
+    if node.kind == "source":
+        return source_query(conn, node, root)
+    body = _body(node)
+    if node.kind != "feature_group":
+        return body
+    produced = [c for c, _ in describe(conn, f"SELECT * FROM ({body}\n)")]
+    wanted = list(node.join_keys)
+    if node.event_time_col:
+        wanted.append(node.event_time_col)
+    missing = [c for c in wanted + [f for f, _ in node.features] if c not in produced]
+    if missing:
+        raise NodeError(
+            f"feature(s) or key(s) {', '.join(missing)} not in the SQL output; "
+            f"it produced: {', '.join(produced)}"
+        )
+    features = [c for c, _ in node.features]
+    keys = [c for c in wanted if c not in features]
+    columns = [quote_ident(c) for c in keys] + [
+        f"CAST({quote_ident(c)} AS {t}) AS {quote_ident(c)}" for c, t in node.features
+    ]
+    return f"SELECT {', '.join(columns)} FROM ({body}\n) AS __seeknal_feature_group"
+
+
+def attach_inputs(
+    conn: duckdb.DuckDBPyConnection, node: Node, inputs: dict[str, Path]
+) -> list[str]:
+    """Create a view per input (``kind.name``, and the bare name when unambiguous).
+
+    Returns the qualified view names, to drop afterwards.
+    """
+    created = []
+    names = [i.split(".", 1)[1] for i in node.inputs]
+    for input_id in node.inputs:
+        kind, name = input_id.split(".", 1)
+        read = f"SELECT * FROM read_parquet({quote_literal(str(inputs[input_id]))})"
+        qualified = [f"{quote_ident(kind)}.{quote_ident(name)}"]
+        if names.count(name) == 1:
+            qualified.append(f"main.{quote_ident(name)}")
+        for view in qualified:
+            conn.execute(f"CREATE OR REPLACE VIEW {view} AS {read}")
+            created.append(view)
+    return created
+
+
+def _write_export(
+    conn: duckdb.DuckDBPyConnection, snapshot: Path, path: Path, fmt: str
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path)
+    try:
+        conn.execute(
+            f"COPY (SELECT * FROM read_parquet({quote_literal(str(snapshot))})) "
+            f"TO {quote_literal(str(tmp))} (FORMAT {'csv' if fmt == 'csv' else 'parquet'})"
+        )
+        fsync_file(tmp)
+        replace_atomically(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def build(conn: duckdb.DuckDBPyConnection, task: Task) -> Built:
+    """Compute one node into its snapshot file (and export), atomically."""
+    started = time.perf_counter()
+    node = task.node
+    if node.kind == "source":
+        check_source_files(node, task.root)
+    views = attach_inputs(conn, node, task.inputs)
+    task.snapshot.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(task.snapshot)
+    try:
+        query = node_query(conn, node, task.root)
+        rows = conn.execute(
+            f"COPY ({query}\n) TO {quote_literal(str(tmp))} (FORMAT parquet)"
+        ).fetchone()
+        columns = describe(
+            conn, f"SELECT * FROM read_parquet({quote_literal(str(tmp))})"
+        )
+        fsync_file(tmp)
+        replace_atomically(tmp, task.snapshot)
+        if task.export_path is not None and node.export is not None:
+            _write_export(conn, task.snapshot, task.export_path, node.export[1])
+    finally:
+        tmp.unlink(missing_ok=True)
+        for view in views:
+            conn.execute(f"DROP VIEW IF EXISTS {view}")
+    return Built(int(rows[0]) if rows else 0, columns, time.perf_counter() - started)
+
+
+def describe_error(task: Task, error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    first = " ".join(line.strip() for line in text[:3] if line.strip())
+    return f"{task.node_id} ({task.node.location}) failed: {first}"
+
+
+@dataclass
+class Outcome:
+    status: str
+    built: Built | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+OnSuccess = Callable[[Task, Built], None]
+
+
+class Executor:
+    """Runs tasks on worker threads as soon as their inputs are done.
+
+    The thread that calls :meth:`run` owns scheduling, state callbacks and the
+    reporters; workers only build nodes and post events.
+    """
+
+    def __init__(
+        self,
+        dag: Dag,
+        workers: int,
+        settings: Settings,
+        reporters: Reporters,
+        cancel: threading.Event | None = None,
+        fail_fast: bool = False,
+        tick_seconds: float = 0.1,
+    ) -> None:
+        self.dag = dag
+        self.workers = max(1, workers)
+        self.connections = ThreadConnections(settings)
+        self.reporters = reporters
+        self.cancel = cancel or threading.Event()
+        self.fail_fast = fail_fast
+        self.tick_seconds = tick_seconds
+        self._events: queue.Queue[NodeStarted] = queue.Queue()
+        self._busy: dict[str, duckdb.DuckDBPyConnection] = {}
+        self._busy_lock = threading.Lock()
+
+    def _work(self, task: Task) -> Outcome:
+        conn = self.connections.get()
+        if self.cancel.is_set():
+            return Outcome("cancelled", error="cancelled before it started")
+        with self._busy_lock:
+            self._busy[task.node_id] = conn
+        self._events.put(
+            NodeStarted(
+                task.node_id, task.layer, threading.current_thread().name, time.time()
+            )
+        )
+        started = time.perf_counter()
+        try:
+            built = build(conn, task)
+            return Outcome("success", built, seconds=built.seconds)
+        except duckdb.InterruptException:
+            return Outcome(
+                "cancelled",
+                error="interrupted while running",
+                seconds=time.perf_counter() - started,
+            )
+        except (NodeError, duckdb.Error, OSError) as error:
+            return Outcome(
+                "failed",
+                error=describe_error(task, error),
+                seconds=time.perf_counter() - started,
+            )
+        finally:
+            with self._busy_lock:
+                self._busy.pop(task.node_id, None)
+
+    def _interrupt_running(self) -> None:
+        with self._busy_lock:
+            for conn in self._busy.values():
+                conn.interrupt()
+
+    def _height(self, tasks: dict[str, Task]) -> dict[str, int]:
+        height: dict[str, int] = {}
+        for node_id in reversed(self.dag.order):
+            if node_id in tasks:
+                below = [height[d] for d in self.dag.downstream[node_id] if d in height]
+                height[node_id] = 1 + max(below, default=0)
+        return height
+
+    def _flush_events(self) -> None:
+        while True:
+            try:
+                self.reporters.handle(self._events.get_nowait())
+            except queue.Empty:
+                return
+
+    def run(
+        self,
+        tasks: dict[str, Task],
+        input_path: Callable[[str], Path],
+        on_success: OnSuccess,
+    ) -> dict[str, NodeResult]:
+        """Build every task, each once all its inputs are built.
+
+        Args:
+            tasks: the nodes to build, by id.
+            input_path: where to read an input that is not among ``tasks``.
+            on_success: called on this thread after each node's snapshot is written.
+
+        Returns:
+            A result per task: success, failed, skipped or cancelled.
+        """
+        results: dict[str, NodeResult] = {}
+        order = {n: i for i, n in enumerate(self.dag.order)}
+        height = self._height(tasks)
+        waiting = {
+            n: {i for i in t.node.inputs if i in tasks} for n, t in tasks.items()
+        }
+        ready: list[tuple[int, int, str]] = []
+        for node_id, inputs in waiting.items():
+            if not inputs:
+                heapq.heappush(ready, (-height[node_id], order[node_id], node_id))
+        running: dict[Future[Outcome], str] = {}
+        stopping: str | None = None
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="seeknal-worker")
+        try:
+            while ready or running:
+                while ready and not stopping and len(running) < self.workers:
+                    node_id = heapq.heappop(ready)[2]
+                    task = tasks[node_id]
+                    for input_id in task.node.inputs:
+                        task.inputs[input_id] = (
+                            tasks[input_id].snapshot
+                            if input_id in tasks
+                            else input_path(input_id)
+                        )
+                    running[pool.submit(self._work, task)] = node_id
+                if not running:
+                    break
+                try:
+                    done, _ = wait(
+                        list(running),
+                        timeout=self.tick_seconds,
+                        return_when=FIRST_COMPLETED,
+                    )
+                except KeyboardInterrupt:
+                    self.cancel.set()
+                    done = set()
+                self._flush_events()
+                self.reporters.tick()
+                if self.cancel.is_set() and stopping != "cancel":
+                    stopping = "cancel"
+                    self._interrupt_running()
+                for future in done:
+                    node_id = running.pop(future)
+                    outcome = future.result()
+                    task = tasks[node_id]
+                    if outcome.status == "success" and outcome.built is not None:
+                        on_success(task, outcome.built)
+                    self._finish(results, task, outcome)
+                    if outcome.status == "success":
+                        for nxt in self.dag.downstream[node_id]:
+                            if nxt in waiting:
+                                waiting[nxt].discard(node_id)
+                                if not waiting[nxt] and nxt not in results:
+                                    heapq.heappush(
+                                        ready, (-height[nxt], order[nxt], nxt)
+                                    )
+                    else:
+                        self._skip_downstream(results, tasks, node_id)
+                        if self.fail_fast and not stopping:
+                            stopping = "fail-fast"
+        finally:
+            pool.shutdown(wait=True)
+            self._flush_events()
+            self.connections.close_all()
+        for node_id in self.dag.order:
+            if node_id in tasks and node_id not in results:
+                status = "cancelled" if stopping == "cancel" else "skipped"
+                reason = (
+                    "run cancelled before it started"
+                    if stopping == "cancel"
+                    else "not started: --fail-fast after a failure"
+                )
+                self._finish(
+                    results, tasks[node_id], Outcome(status, error=None), reason
+                )
+        return results
+
+    def _finish(
+        self,
+        results: dict[str, NodeResult],
+        task: Task,
+        outcome: Outcome,
+        reason: str | None = None,
+    ) -> None:
+        result = NodeResult(
+            task.node_id,
+            task.layer,
+            outcome.status,
+            outcome.built.rows if outcome.built else None,
+            outcome.seconds,
+            outcome.error,
+            reason,
+        )
+        results[task.node_id] = result
+        self.reporters.handle(
+            NodeFinished(
+                result.node_id,
+                result.layer,
+                result.status,
+                result.rows,
+                result.seconds,
+                result.error,
+                result.reason,
+            )
+        )
+
+    def _skip_downstream(
+        self, results: dict[str, NodeResult], tasks: dict[str, Task], failed: str
+    ) -> None:
+        cause = {failed: results[failed].status}
+        for node_id in self.dag.order:
+            if node_id not in tasks or node_id in results:
+                continue
+            upstream = [i for i in self.dag.nodes[node_id].inputs if i in cause]
+            if upstream:
+                first = upstream[0]
+                verb = "failed" if cause[first] == "failed" else cause[first]
+                self._finish(
+                    results,
+                    tasks[node_id],
+                    Outcome("skipped"),
+                    f"upstream {first} {verb}",
+                )
+                cause[node_id] = "skipped"
+
+
+def layered(ids: Iterable[str], dag: Dag) -> list[list[str]]:
+    """``ids`` grouped by their DAG layer, empty layers kept."""
+    chosen = set(ids)
+    return [[n for n in layer if n in chosen] for layer in dag.layers()]

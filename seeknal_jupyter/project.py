@@ -1,0 +1,581 @@
+"""The Python API: a project on disk plus nodes defined in notebook cells.
+
+Every command of the command line and of the magics is a method here.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from seeknal_jupyter.dag import Dag, build_dag
+from seeknal_jupyter.errors import Problem, ProjectError, RunFailed, UsageError
+from seeknal_jupyter.events import (
+    NodeFinished,
+    Reporter,
+    Reporters,
+    RunFinished,
+    RunStarted,
+)
+from seeknal_jupyter.execute import (
+    STATIC_ERRORS,
+    Built,
+    Executor,
+    NodeError,
+    Settings,
+    Task,
+    describe,
+    node_query,
+    open_connection,
+)
+from seeknal_jupyter.fingerprint import definition, fingerprints
+from seeknal_jupyter.loader import LoadResult, Node, load_nodes
+from seeknal_jupyter.report import NodeResult, RunResult
+from seeknal_jupyter.sql import quote_ident, quote_literal
+from seeknal_jupyter.store import PRODUCTION, Entry, State, Store, write_text_atomically
+from seeknal_jupyter.yamlfile import Mapping
+
+log = logging.getLogger(__name__)
+
+
+def default_workers() -> int:
+    return min(os.cpu_count() or 1, 8)
+
+
+@dataclass
+class Manifest:
+    """What ``seeknal plan`` writes: nodes, edges, layers and fingerprints."""
+
+    project: str
+    path: Path
+    dag: Dag
+    fingerprints: dict[str, str]
+    warnings: list[Problem]
+
+    def to_json(self) -> dict[str, Any]:
+        nodes = {}
+        for node_id in self.dag.order:
+            node = self.dag.nodes[node_id]
+            nodes[node_id] = {
+                "kind": node.kind,
+                "name": node.name,
+                "file": node.file,
+                "line": node.line,
+                "inputs": list(node.inputs),
+                "layer": self.dag.layer[node_id],
+                "fingerprint": self.fingerprints[node_id],
+                "description": node.spec.get("description"),
+                "owner": node.spec.get("owner"),
+                "tags": list(node.tags),
+                "definition": definition(node),
+            }
+        return {
+            "project": self.project,
+            "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "nodes": nodes,
+            "edges": [list(e) for e in self.dag.edges],
+            "layers": self.dag.layers(),
+        }
+
+    @property
+    def edge_count(self) -> int:
+        return len(self.dag.edges)
+
+    def __str__(self) -> str:
+        lines = [
+            f"Project {self.project} ({self.path.parent})",
+            f"Manifest: {self.path}",
+            (f"Nodes: {len(self.dag.nodes)}  Edges: {self.edge_count}  "
+            f"Layers: {self.dag.layer_count}"),
+        ]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Manifest {self.project}: {len(self.dag.nodes)} nodes, "
+            f"{self.edge_count} edges, {self.dag.layer_count} layers>"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{i + 1}</td><td>{len(layer)}</td><td>"
+            + ", ".join(f"<code>{html.escape(n)}</code>" for n in layer)
+            + "</td></tr>"
+            for i, layer in enumerate(self.dag.layers())
+        )
+        return (
+            f"<p><b>{html.escape(self.project)}</b>: {len(self.dag.nodes)} nodes, "
+            f"{self.edge_count} edges, {self.dag.layer_count} layers "
+            f"(manifest <code>{html.escape(str(self.path))}</code>)</p>"
+            "<table><tr><th>layer</th><th>nodes</th><th>ids</th></tr>"
+            f"{rows}</table>"
+        )
+
+
+@dataclass
+class ExecutionPlan:
+    """What a run would do: per layer, the nodes to run and the cached ones."""
+
+    dag: Dag
+    to_run: list[str]
+    cached: list[str]
+    workers: int
+    mode: str
+
+    def __str__(self) -> str:
+        lines = [
+            (f"Execution plan ({self.mode}, {self.workers} worker"
+            f"{'s' if self.workers != 1 else ''}): {len(self.to_run)} to run, "
+            f"{len(self.cached)} cached")
+        ]
+        run, cached = set(self.to_run), set(self.cached)
+        for number, layer in enumerate(self.dag.layers(), start=1):
+            members = [n for n in layer if n in run or n in cached]
+            if not members:
+                continue
+            after = "no inputs" if number == 1 else f"after layer {number - 1}"
+            lines.append(f"Layer {number}: {len(members)} node(s) ({after})")
+            for node_id in members:
+                inputs = self.dag.nodes[node_id].inputs
+                arrow = f" <- {', '.join(inputs)}" if inputs else ""
+                state = "run   " if node_id in run else "cached"
+                lines.append(f"  [{state}] {node_id}{arrow}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"
+
+
+class Project:
+    """A seeknal project: the YAML files under ``seeknal/`` plus cell-defined nodes.
+
+    Args:
+        path: the project folder (the one holding ``seeknal/``).
+    """
+
+    def __init__(self, path: str | Path = ".") -> None:
+        self.root = Path(path).expanduser().resolve()
+        if not self.root.is_dir():
+            raise UsageError(f"project folder {self.root} does not exist")
+        self.target = self.root / "target"
+        self.store = Store(self.target)
+        self.cells: dict[str, tuple[Mapping, str]] = {}
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def __repr__(self) -> str:
+        return f"<Project {self.name} at {self.root}>"
+
+    def load(self) -> LoadResult:
+        """Read and validate every node now (YAML edits are picked up)."""
+        if not (self.root / "seeknal").is_dir() and not self.cells:
+            raise ProjectError(
+                [
+                    Problem(
+                        f"no seeknal/ folder in {self.root}",
+                        hint="run 'seeknal init --example fraud-detection DIR' or "
+                        "point --project at a project folder",
+                    )
+                ]
+            )
+        return load_nodes(self.root, self.cells.values())
+
+    def dag(self) -> Dag:
+        return build_dag(self.load().nodes)
+
+    def plan(self) -> Manifest:
+        """Validate the project and write ``target/manifest.json``."""
+        loaded = self.load()
+        dag = build_dag(loaded.nodes)
+        manifest = Manifest(
+            self.name,
+            self.target / "manifest.json",
+            dag,
+            fingerprints(dag, self.root),
+            loaded.warnings,
+        )
+        with self.store.writing("seeknal plan"):
+            write_text_atomically(
+                manifest.path, json.dumps(manifest.to_json(), indent=1)
+            )
+        return manifest
+
+    def execution_plan(
+        self,
+        *,
+        env: str = PRODUCTION,
+        parallel: bool = False,
+        max_workers: int | None = None,
+        full: bool = False,
+        nodes: Iterable[str] = (),
+        tags: Iterable[str] = (),
+        types: Iterable[str] = (),
+    ) -> ExecutionPlan:
+        """What :meth:`run` would do with these options, without running anything."""
+        dag = self.dag()
+        fps = fingerprints(dag, self.root)
+        selected = dag.select(nodes, tags, types)
+        state = self.store.load_state(env)
+        to_run, cached = self._split(selected, fps, state, full)
+        workers = _workers(parallel, max_workers)
+        return ExecutionPlan(dag, to_run, cached, workers, _mode(full))
+
+    def _split(
+        self, selected: list[str], fps: dict[str, str], state: State, full: bool
+    ) -> tuple[list[str], list[str]]:
+        to_run, cached = [], []
+        for node_id in selected:
+            entry = state.entries.get(node_id)
+            fresh = (
+                entry is not None
+                and entry.fingerprint == fps[node_id]
+                and (self.target / entry.snapshot).exists()
+            )
+            (cached if fresh and not full else to_run).append(node_id)
+        return to_run, cached
+
+    def run(
+        self,
+        *,
+        env: str = PRODUCTION,
+        parallel: bool = False,
+        max_workers: int | None = None,
+        full: bool = False,
+        nodes: Iterable[str] = (),
+        tags: Iterable[str] = (),
+        types: Iterable[str] = (),
+        fail_fast: bool = False,
+        reporter: Reporter | None = None,
+        cancel: threading.Event | None = None,
+    ) -> RunResult:
+        """Run the selected nodes whose outputs are missing or out of date.
+
+        Args:
+            env: the environment whose outputs to build (production by default).
+            parallel: run independent nodes at the same time.
+            max_workers: cap on worker threads (implies ``parallel``).
+            full: ignore cached outputs.
+            nodes: node names; ``+name`` adds upstream, ``name+`` downstream.
+            tags: run nodes with any of these tags.
+            types: run nodes of these kinds.
+            fail_fast: start no new node after the first failure.
+            reporter: front end receiving progress events.
+            cancel: set it to stop the run (running queries are interrupted).
+
+        Returns:
+            The run's result.
+
+        Raises:
+            ProjectError: the project does not validate; nothing ran.
+            RunFailed: some nodes failed or were cancelled (after the summary).
+            LockedError: another process is writing the project.
+        """
+        dag = self.dag()
+        fps = fingerprints(dag, self.root)
+        selected = dag.select(nodes, tags, types)
+        workers = _workers(parallel, max_workers)
+        with self.store.writing("seeknal run"):
+            self.store.remove_partials()
+            generation = self.store.ensure_generation(env)
+            state = self.store.load_state(env)
+            to_run, cached = self._split(selected, fps, state, full)
+            result = self._execute(
+                dag,
+                fps,
+                env,
+                generation,
+                state,
+                to_run,
+                cached,
+                workers,
+                Reporters(*([reporter] if reporter else [])),
+                cancel,
+                fail_fast,
+                _mode(full),
+                fallback=[],
+            )
+        if not result.ok:
+            raise RunFailed(result)
+        return result
+
+    def _input_resolver(self, dag: Dag, states: list[State]) -> Any:
+        def input_path(node_id: str) -> Path:
+            for state in states:
+                entry = state.entries.get(node_id)
+                if entry is not None and (self.target / entry.snapshot).exists():
+                    return self.target / entry.snapshot
+            node = dag.nodes[node_id]
+            raise UsageError(
+                f"input {node_id} ({node.location}) has no output yet; run it first "
+                f"or select it too (+name selects a node with its upstream)"
+            )
+
+        return input_path
+
+    def _execute(
+        self,
+        dag: Dag,
+        fps: dict[str, str],
+        env: str,
+        generation: Path,
+        state: State,
+        to_run: list[str],
+        cached: list[str],
+        workers: int,
+        reporters: Reporters,
+        cancel: threading.Event | None,
+        fail_fast: bool,
+        mode: str,
+        fallback: list[State],
+        export_root: Path | None = None,
+    ) -> RunResult:
+        """Build ``to_run`` into ``generation`` and record them in ``state``.
+
+        Inputs outside ``to_run`` are read where ``state`` (then each of
+        ``fallback``) says their output is.
+        """
+        started = time.perf_counter()
+        input_path = self._input_resolver(dag, [state, *fallback])
+        run_set = set(to_run)
+        for node_id in to_run:
+            for input_id in dag.nodes[node_id].inputs:
+                if input_id not in run_set:
+                    input_path(input_id)
+        check_schemas(dag, to_run, input_path, self.root)
+        tasks = {
+            n: Task(
+                dag.nodes[n],
+                fps[n],
+                dag.layer[n],
+                self.store.snapshot_path(n, fps[n]),
+                self.root,
+                self._export_path(dag.nodes[n], export_root),
+            )
+            for n in to_run
+        }
+        reporters.handle(
+            RunStarted(
+                self.name,
+                env,
+                mode,
+                workers,
+                dag.layers(),
+                to_run,
+                cached,
+                len(dag.nodes),
+            )
+        )
+        result = RunResult(self.name, env, mode, workers, dag.layer_count)
+        for node_id in cached:
+            entry = state.entries[node_id]
+            self.store.publish(generation, node_id, self.target / entry.snapshot)
+            result.nodes[node_id] = NodeResult(
+                node_id, dag.layer[node_id], "cached", entry.rows
+            )
+            reporters.handle(
+                NodeFinished(node_id, dag.layer[node_id], "cached", entry.rows)
+            )
+        saver = _StateSaver(self.store, generation, state)
+
+        def on_success(task: Task, built: Built) -> None:
+            self.store.publish(generation, task.node_id, task.snapshot)
+            state.entries[task.node_id] = Entry(
+                fingerprint=task.fingerprint,
+                snapshot=task.snapshot.relative_to(self.target).as_posix(),
+                rows=built.rows,
+                columns=built.columns,
+                seconds=round(built.seconds, 4),
+                finished_at=time.time(),
+                node=_node_record(task.node),
+            )
+            saver.changed()
+
+        executor = Executor(
+            dag, workers, Settings.for_workers(workers), reporters, cancel, fail_fast
+        )
+        try:
+            result.nodes.update(executor.run(tasks, input_path, on_success))
+        finally:
+            state.info["last_run"] = time.time()
+            saver.save()
+        result.nodes = {n: result.nodes[n] for n in dag.order if n in result.nodes}
+        seconds = {
+            n: r.seconds for n, r in result.nodes.items() if r.status == "success"
+        }
+        result.critical_path = dag.critical_path(seconds)[0] if seconds else []
+        result.wall_seconds = time.perf_counter() - started
+        reporters.handle(RunFinished(result))
+        return result
+
+    def _export_path(self, node: Node, export_root: Path | None) -> Path | None:
+        if node.export is None:
+            return None
+        relative = Path(node.export[0])
+        if relative.is_absolute() and export_root is None:
+            return relative
+        base = export_root or self.root
+        return base / (
+            relative.relative_to(relative.anchor)
+            if relative.is_absolute()
+            else relative
+        )
+
+    def output_path(self, node: str, env: str = PRODUCTION) -> Path:
+        """The Parquet file holding a node's current output in an environment."""
+        node_id = self.dag().resolve(node)
+        for state in _states(self.store, env):
+            entry = state.entries.get(node_id)
+            if entry is not None:
+                return self.target / entry.snapshot
+        raise UsageError(f"{node_id} has no output in {env!r} yet; run it first")
+
+    def show(self, node: str, env: str = PRODUCTION, limit: int | None = 20) -> Any:
+        """A node's output as a pandas DataFrame (the first ``limit`` rows)."""
+        path = self.output_path(node, env)
+        conn = duckdb.connect()
+        try:
+            query = f"SELECT * FROM read_parquet({quote_literal(str(path))})"
+            if limit is not None:
+                query += f" LIMIT {int(limit)}"
+            return conn.execute(query).df()
+        finally:
+            conn.close()
+
+
+def _states(store: Store, env: str) -> list[State]:
+    states = [store.load_state(env)]
+    if env != PRODUCTION:
+        states.append(store.load_state(PRODUCTION))
+    return states
+
+
+def _node_record(node: Node) -> dict[str, Any]:
+    return {
+        "file": node.file,
+        "line": node.line,
+        "inputs": list(node.inputs),
+        "spec": json.loads(json.dumps(dict(node.spec), default=str)),
+    }
+
+
+def _workers(parallel: bool, max_workers: int | None) -> int:
+    if max_workers is not None:
+        if max_workers < 1:
+            raise UsageError(f"--max-workers must be 1 or more, got {max_workers}")
+        return max_workers
+    return default_workers() if parallel else 1
+
+
+def _mode(full: bool) -> str:
+    return "full" if full else "incremental"
+
+
+class _StateSaver:
+    """Writes an environment's state file at most every half second, and at the end."""
+
+    def __init__(self, store: Store, generation: Path, state: State) -> None:
+        self.store = store
+        self.generation = generation
+        self.state = state
+        self.last = 0.0
+        self.dirty = False
+
+    def changed(self) -> None:
+        self.dirty = True
+        if time.monotonic() - self.last > 0.5:
+            self.save()
+
+    def save(self) -> None:
+        self.store.save_state(self.generation, self.state)
+        self.last = time.monotonic()
+        self.dirty = False
+
+
+def check_schemas(dag: Dag, to_run: list[str], input_path: Any, root: Path) -> None:
+    """Bind every node's SQL against its inputs' columns before anything runs.
+
+    Syntax errors, unknown columns or tables, and feature groups whose SQL lacks a
+    declared feature are reported together as a ProjectError. Data problems (a
+    missing or empty file, a failing cast) are left for the run to report.
+    """
+    problems: list[Problem] = []
+    columns: dict[str, list[list[str]] | None] = {}
+    run_set = set(to_run)
+    conn = open_connection(Settings())
+    try:
+        for node_id in to_run:
+            node = dag.nodes[node_id]
+            if any(i in run_set and columns.get(i) is None for i in node.inputs):
+                columns[node_id] = None
+                continue
+            try:
+                _stage_inputs(conn, node, columns, run_set, input_path)
+                columns[node_id] = describe(
+                    conn, f"SELECT * FROM ({node_query(conn, node, root)}\n)"
+                )
+            except (NodeError, *STATIC_ERRORS) as error:
+                columns[node_id] = None
+                if node.kind == "source":
+                    continue
+                key = "features" if isinstance(error, NodeError) else "transform"
+                problems.append(
+                    Problem(
+                        _first_line(error),
+                        node.file,
+                        node.spec.line_of(key)
+                        if isinstance(node.spec, Mapping)
+                        else node.line,
+                        node_id,
+                        "fix the SQL or the features so they match",
+                    )
+                )
+            except duckdb.Error:
+                columns[node_id] = None
+    finally:
+        conn.close()
+    if problems:
+        raise ProjectError(problems)
+
+
+def _stage_inputs(
+    conn: duckdb.DuckDBPyConnection,
+    node: Node,
+    columns: dict[str, list[list[str]] | None],
+    run_set: set[str],
+    input_path: Any,
+) -> None:
+    names = [i.split(".", 1)[1] for i in node.inputs]
+    for input_id in node.inputs:
+        kind, name = input_id.split(".", 1)
+        targets = [f"{quote_ident(kind)}.{quote_ident(name)}"]
+        if names.count(name) == 1:
+            targets.append(f"main.{quote_ident(name)}")
+        for table in targets:
+            if input_id in run_set:
+                cols = columns[input_id] or []
+                body = ", ".join(f"{quote_ident(c)} {t}" for c, t in cols)
+                conn.execute(f"CREATE OR REPLACE TABLE {table} ({body})")
+            else:
+                path = quote_literal(str(input_path(input_id)))
+                conn.execute(
+                    f"CREATE OR REPLACE TABLE {table} AS "
+                    f"SELECT * FROM read_parquet({path}) LIMIT 0"
+                )
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(lines[:2])

@@ -1,0 +1,220 @@
+"""Where outputs live: immutable Parquet snapshots, per-environment state and links.
+
+Layout under ``target/``:
+
+- ``snapshots/<kind>/<name>/<fingerprint>.parquet``: each output, written once,
+  atomically, and never changed;
+- ``gens/<env>-<stamp>/``: one generation of an environment: ``state.json`` (which
+  snapshot each node has, with rows, columns and the definition that made it) and
+  ``<kind>/<name>.parquet`` hard links to those snapshots;
+- ``cache`` (production) and ``environments/<env>/cache``: symbolic links to the
+  environment's current generation, swapped with one atomic rename.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from seeknal_jupyter.errors import LockedError
+
+log = logging.getLogger(__name__)
+
+PRODUCTION = "prod"
+TEMP_SUFFIX = ".partial"
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def replace_atomically(tmp: Path, final: Path) -> None:
+    """Make ``tmp`` (a complete file in the same folder) the file at ``final``."""
+    os.replace(tmp, final)
+    try:
+        folder = os.open(final.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    replace_atomically(tmp, path)
+
+
+def temp_path_for(final: Path) -> Path:
+    """A temporary name beside ``final`` that no ``*.parquet`` glob matches."""
+    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
+
+
+@dataclass
+class Entry:
+    """What an environment holds for one node."""
+
+    fingerprint: str
+    snapshot: str
+    rows: int
+    columns: list[list[str]]
+    seconds: float
+    finished_at: float
+    node: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass
+class State:
+    """An environment's current mapping from node ids to snapshots."""
+
+    env: str
+    entries: dict[str, Entry] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        body = {
+            "env": self.env,
+            "info": self.info,
+            "nodes": {k: v.to_json() for k, v in sorted(self.entries.items())},
+        }
+        return json.dumps(body, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> State:
+        body = json.loads(text)
+        entries = {k: Entry(**v) for k, v in body.get("nodes", {}).items()}
+        return cls(body["env"], entries, body.get("info", {}))
+
+
+class Store:
+    """Snapshots and environment generations of one project's ``target/`` folder."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def snapshot_path(self, node_id: str, fingerprint: str) -> Path:
+        kind, name = node_id.split(".", 1)
+        return self.target / "snapshots" / kind / name / f"{fingerprint}.parquet"
+
+    def env_link(self, env: str) -> Path:
+        """The ``cache`` link of an environment (production's is ``target/cache``)."""
+        if env == PRODUCTION:
+            return self.target / "cache"
+        return self.target / "environments" / env / "cache"
+
+    def env_folder(self, env: str) -> Path:
+        return self.target if env == PRODUCTION else self.target / "environments" / env
+
+    def generation(self, env: str) -> Path | None:
+        link = self.env_link(env)
+        return link.resolve() if link.is_symlink() else None
+
+    def load_state(self, env: str) -> State:
+        """The environment's state, empty when it has never run."""
+        generation = self.generation(env)
+        if generation is None or not (generation / "state.json").exists():
+            return State(env)
+        return State.from_json((generation / "state.json").read_text())
+
+    def new_generation(self, env: str) -> Path:
+        folder = self.target / "gens" / f"{env}-{time.strftime('%Y%m%dT%H%M%S')}"
+        folder = folder.with_name(f"{folder.name}-{uuid.uuid4().hex[:6]}")
+        folder.mkdir(parents=True)
+        return folder
+
+    def ensure_generation(self, env: str) -> Path:
+        """The environment's current generation, made (empty) if it has none."""
+        current = self.generation(env)
+        if current is not None and current.is_dir():
+            return current
+        folder = self.new_generation(env)
+        write_text_atomically(folder / "state.json", State(env).to_json())
+        self.point(env, folder)
+        return folder
+
+    def point(self, env: str, generation: Path) -> None:
+        """Atomically make ``generation`` the environment's current one."""
+        link = self.env_link(env)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
+        os.symlink(os.path.relpath(generation, link.parent), tmp)
+        replace_atomically(tmp, link)
+
+    def publish(self, generation: Path, node_id: str, snapshot: Path) -> None:
+        """Link ``snapshot`` at ``<generation>/<kind>/<name>.parquet`` atomically."""
+        kind, name = node_id.split(".", 1)
+        final = generation / kind / f"{name}.parquet"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path_for(final)
+        try:
+            os.link(snapshot, tmp)
+        except OSError:
+            shutil.copyfile(snapshot, tmp)
+        os.replace(tmp, final)
+
+    def save_state(self, generation: Path, state: State) -> None:
+        write_text_atomically(generation / "state.json", state.to_json())
+
+    def remove_partials(self) -> int:
+        """Delete temporary files left by an interrupted write; returns how many."""
+        count = 0
+        for folder in ("snapshots", "gens"):
+            for path in (self.target / folder).rglob(f"*{TEMP_SUFFIX}"):
+                path.unlink(missing_ok=True)
+                count += 1
+        return count
+
+    @contextmanager
+    def writing(self, command: str) -> Iterator[None]:
+        """Hold the project's write lock, or fail naming the process that holds it."""
+        self.target.mkdir(parents=True, exist_ok=True)
+        holder = self.target / ".lock.holder"
+        lock = FileLock(str(self.target / ".lock"), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise LockedError(
+                f"{self.target} is being written by {_describe_holder(holder)}; "
+                "wait for it to finish (reading outputs is always allowed)"
+            ) from None
+        try:
+            write_text_atomically(
+                holder,
+                json.dumps(
+                    {"pid": os.getpid(), "command": command, "since": time.time()}
+                ),
+            )
+            yield
+        finally:
+            holder.unlink(missing_ok=True)
+            lock.release()
+
+
+def _describe_holder(holder: Path) -> str:
+    try:
+        info = json.loads(holder.read_text())
+    except (OSError, ValueError):
+        return "another process"
+    since = time.strftime("%H:%M:%S", time.localtime(info.get("since", 0)))
+    return f"process {info.get('pid')} ({info.get('command')!r}, since {since})"
