@@ -165,6 +165,8 @@ class Store:
         """Link ``snapshot`` at ``<generation>/<kind>/<name>.parquet`` atomically."""
         kind, name = node_id.split(".", 1)
         final = generation / kind / f"{name}.parquet"
+        if _same_file(final, snapshot):
+            return
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_path_for(final)
         try:
@@ -209,6 +211,13 @@ class Store:
         finally:
             holder.unlink(missing_ok=True)
             lock.release()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _describe_holder(holder: Path) -> str:
