@@ -648,7 +648,7 @@ and the training set is also written to `target/exports/training_data.parquet`.
 transactions over January to March 2024, 5,000 customers, 8,000 devices, 3,000
 IP addresses, 1,500 merchants, 6,000 cards, 2,000 closed fraud cases and 1,000
 real-time alerts; `--scale N` multiplies every count. The same scale always
-produces byte-identical files.
+gives the same rows (byte for byte with the same DuckDB version).
 
 About one payment in twenty is made by a fraudster: from a device registered to
 someone else or an emulator, through a proxy or a foreign IP address, at a
@@ -704,20 +704,23 @@ production pipeline would compute them as of each payment's time.
 """
 
 _MACROS = """
+-- uniform(i, salt): a draw in [0, 1) for row number i, with one salt per column.
+-- It is murmur3's 32-bit finaliser in integer arithmetic, so every machine and
+-- DuckDB version draws the same values.
 CREATE MACRO mix_a(h) AS xor(h, h >> 16);
 CREATE MACRO mix_b(h) AS xor((h * 2246822507) % 4294967296,
                              ((h * 2246822507) % 4294967296) >> 13);
 CREATE MACRO mix_c(h) AS (h * 3266489909) % 4294967296;
-CREATE MACRO u(i, salt) AS mix_a(mix_c(mix_b(mix_a(
+CREATE MACRO uniform(i, salt) AS mix_a(mix_c(mix_b(mix_a(
     (CAST(i AS UBIGINT) * 2654435761 + CAST(salt AS UBIGINT) * 2246822519
      + 374761393) % 4294967296)))) / 4294967296.0;
-CREATE MACRO pick(i, salt, n) AS 1 + CAST(floor(u(i, salt) * n) AS BIGINT);
+CREATE MACRO pick(i, salt, n) AS 1 + CAST(floor(uniform(i, salt) * n) AS BIGINT);
 CREATE MACRO normal(i, salt) AS
-    sqrt(-2 * ln(1 - u(i, salt))) * cos(2 * pi() * u(i, salt + 7919));
+    sqrt(-2 * ln(1 - uniform(i, salt))) * cos(2 * pi() * uniform(i, salt + 7919));
 CREATE MACRO at_second(start, seconds) AS
     make_timestamp(epoch_us(start) + CAST(floor(seconds) AS BIGINT) * 1000000);
 CREATE MACRO ip_of(j) AS printf('%d.%d.%d.%d',
-    23 + CAST(floor(u(j, 300) * 170) AS INTEGER),
+    23 + CAST(floor(uniform(j, 300) * 170) AS INTEGER),
     ((j * 2654435761) % 16777216) // 65536,
     ((j * 2654435761) % 65536) // 256,
     (j * 2654435761) % 256);
@@ -782,19 +785,20 @@ _COUNTRY_LIST = "[" + ", ".join(_literal(code) for code in COUNTRY_SHARES) + "]"
 _COUNTRY_INDEX_SHARES = {
     index: share for index, share in enumerate(COUNTRY_SHARES.values(), start=1)
 }
-_CUSTOMER_COUNTRY = _weighted_choice("u(i, 102)", _COUNTRY_INDEX_SHARES)
-_MERCHANT_COUNTRY = _weighted_choice("u(merchant_id, 403)", _COUNTRY_INDEX_SHARES)
+_CUSTOMER_COUNTRY = _weighted_choice("uniform(i, 102)", _COUNTRY_INDEX_SHARES)
+_MERCHANT_COUNTRY = _weighted_choice("uniform(merchant_id, 403)", _COUNTRY_INDEX_SHARES)
 _ACCOUNT_TIER = _weighted_choice(
-    "u(customer_id, 104)", {"basic": 0.6, "plus": 0.28, "premium": 0.12}
+    "uniform(customer_id, 104)", {"basic": 0.6, "plus": 0.28, "premium": 0.12}
 )
 _DEVICE_TYPE = _weighted_choice(
-    "u(d, 201)", {"mobile": 0.62, "desktop": 0.30, "tablet": 0.08}
+    "uniform(d, 201)", {"mobile": 0.62, "desktop": 0.30, "tablet": 0.08}
 )
 _DESKTOP_OS = _weighted_choice(
-    "u(device_id, 202)", {"windows": 0.68, "macos": 0.26, "linux": 0.06}
+    "uniform(device_id, 202)", {"windows": 0.68, "macos": 0.26, "linux": 0.06}
 )
 _MERCHANT_CATEGORY = _weighted_choice(
-    "u(m, 401)", {name: share for name, (share, _, _) in MERCHANT_CATEGORIES.items()}
+    "uniform(m, 401)",
+    {name: share for name, (share, _, _) in MERCHANT_CATEGORIES.items()},
 )
 _CATEGORY_WORD = _lookup(
     "category", {name: word for name, (_, _, word) in MERCHANT_CATEGORIES.items()}
@@ -804,18 +808,20 @@ _CATEGORY_MCC = _lookup(
 )
 _HIGH_RISK_LIST = "(" + ", ".join(_literal(name) for name in HIGH_RISK_CATEGORIES) + ")"
 _CARD_TYPE = _weighted_choice(
-    "u(c, 501)", {"credit": 0.5, "debit": 0.42, "prepaid": 0.08}
+    "uniform(c, 501)", {"credit": 0.5, "debit": 0.42, "prepaid": 0.08}
 )
 _CARD_NETWORK = _weighted_choice(
-    "u(card_id, 502)", {"visa": 0.55, "mastercard": 0.35, "amex": 0.1}
+    "uniform(card_id, 502)", {"visa": 0.55, "mastercard": 0.35, "amex": 0.1}
 )
 _FRAUD_CHANNEL = _weighted_choice(
-    "u(transaction_id, 651)", {"online": 0.8, "pos": 0.12, "atm": 0.08}
+    "uniform(transaction_id, 651)", {"online": 0.8, "pos": 0.12, "atm": 0.08}
 )
 _USUAL_CHANNEL = _weighted_choice(
-    "u(transaction_id, 651)", {"pos": 0.5, "online": 0.4, "atm": 0.1}
+    "uniform(transaction_id, 651)", {"pos": 0.5, "online": 0.4, "atm": 0.1}
 )
 
+# An f-string leaving a str.format template: generate_data fills {{transactions}}
+# and the other source names with their row counts.
 _GENERATE = f"""
 CREATE TABLE users AS
 WITH base AS (
@@ -826,13 +832,13 @@ WITH base AS (
 )
 SELECT
     customer_id,
-    DATE '2018-01-01' + CAST(floor(u(customer_id, 101) * 2190) AS INTEGER)
+    DATE '2018-01-01' + CAST(floor(uniform(customer_id, 101) * 2190) AS INTEGER)
         AS signup_date,
     country_index,
     {_COUNTRY_LIST}[country_index] AS country,
-    18 + CAST(floor(62 * pow(u(customer_id, 103), 1.6)) AS INTEGER) AS age,
+    18 + CAST(floor(62 * pow(uniform(customer_id, 103), 1.6)) AS INTEGER) AS age,
     {_ACCOUNT_TIER} AS account_tier,
-    u(customer_id, 105) < .93 AS kyc_verified,
+    uniform(customer_id, 105) < .93 AS kyc_verified,
     normal(customer_id, 106) AS spend_level
 FROM base;
 
@@ -842,7 +848,7 @@ WITH base AS (
         d AS device_id,
         (d - 1) % {{user_profiles}} + 1 AS customer_id,
         {_DEVICE_TYPE} AS device_type,
-        u(d, 203) < .03 AS is_emulator
+        uniform(d, 203) < .03 AS is_emulator
     FROM range(1, {{device_fingerprints}} + 1) AS r(d)
 )
 SELECT
@@ -851,19 +857,19 @@ SELECT
     device_type,
     CASE
         WHEN device_type = 'desktop' THEN {_DESKTOP_OS}
-        WHEN is_emulator OR u(device_id, 202) < .55 THEN 'android'
+        WHEN is_emulator OR uniform(device_id, 202) < .55 THEN 'android'
         ELSE 'ios'
     END AS os,
     is_emulator,
     CASE
         WHEN is_emulator
-            THEN at_second(TIMESTAMP '2023-11-01', u(device_id, 204) * 60 * 86400)
-        ELSE at_second(TIMESTAMP '2022-01-01', u(device_id, 204) * 730 * 86400)
+            THEN at_second(TIMESTAMP '2023-11-01', uniform(device_id, 204) * 60 * 86400)
+        ELSE at_second(TIMESTAMP '2022-01-01', uniform(device_id, 204) * 730 * 86400)
     END AS first_seen_at,
     round(
         CASE
-            WHEN is_emulator THEN .65 + .35 * u(device_id, 205)
-            ELSE .35 * pow(u(device_id, 205), 3)
+            WHEN is_emulator THEN .65 + .35 * uniform(device_id, 205)
+            ELSE .35 * pow(uniform(device_id, 205), 3)
         END,
         3
     ) AS risk_score
@@ -871,20 +877,20 @@ FROM base;
 
 CREATE TABLE ips AS
 WITH base AS (
-    SELECT j AS ip_index, u(j, 301) < .04 AS is_proxy
+    SELECT j AS ip_index, uniform(j, 301) < .04 AS is_proxy
     FROM range(0, {{ip_geolocation}}) AS r(j)
 )
 SELECT
     ip_index,
     ip_of(ip_index) AS ip_address,
     {_COUNTRY_LIST}[ip_index % 10 + 1] AS country,
-    1000 + CAST(floor(u(ip_index, 302) * 64000) AS INTEGER) AS asn,
+    1000 + CAST(floor(uniform(ip_index, 302) * 64000) AS INTEGER) AS asn,
     is_proxy,
-    is_proxy OR u(ip_index, 303) < .03 AS is_hosting,
+    is_proxy OR uniform(ip_index, 303) < .03 AS is_hosting,
     round(
         CASE
-            WHEN is_proxy THEN 5 + 30 * u(ip_index, 304)
-            ELSE 55 + 45 * u(ip_index, 304)
+            WHEN is_proxy THEN 5 + 30 * uniform(ip_index, 304)
+            ELSE 55 + 45 * uniform(ip_index, 304)
         END,
         1
     ) AS reputation_score
@@ -905,7 +911,7 @@ SELECT
     category,
     {_CATEGORY_MCC} AS mcc,
     {_COUNTRY_LIST}[{_MERCHANT_COUNTRY}] AS country,
-    DATE '2015-01-01' + CAST(floor(u(merchant_id, 404) * 3200) AS INTEGER)
+    DATE '2015-01-01' + CAST(floor(uniform(merchant_id, 404) * 3200) AS INTEGER)
         AS onboarded_on,
     category IN {_HIGH_RISK_LIST} AS is_high_risk
 FROM base;
@@ -916,7 +922,7 @@ WITH base AS (
         c AS card_id,
         (c - 1) % {{user_profiles}} + 1 AS customer_id,
         {_CARD_TYPE} AS card_type,
-        DATE '2020-02-01' + CAST(floor(u(c, 503) * 1400) AS INTEGER) AS issued_on
+        DATE '2020-02-01' + CAST(floor(uniform(c, 503) * 1400) AS INTEGER) AS issued_on
     FROM range(1, {{card_data}} + 1) AS r(c)
 )
 SELECT
@@ -928,7 +934,7 @@ SELECT
     CAST(issued_on + INTERVAL 5 YEAR AS DATE) AS expires_on,
     CASE
         WHEN card_type = 'credit'
-            THEN 100 * round(5 + 95 * pow(u(card_id, 504), 2))
+            THEN 100 * round(5 + 95 * pow(uniform(card_id, 504), 2))
     END AS credit_limit
 FROM base;
 
@@ -944,6 +950,8 @@ CREATE TABLE risky_merchants AS
 SELECT row_number() OVER (ORDER BY merchant_id) AS k, merchant_id
 FROM merchants WHERE is_high_risk;
 
+-- Each payment draws a card (and so its owner) and a time; about one in twenty
+-- is a fraudster's, more often on prepaid cards.
 CREATE TABLE txn_draws AS
 WITH pools AS (
     SELECT
@@ -957,11 +965,11 @@ SELECT
     c.customer_id,
     us.country_index,
     us.spend_level,
-    u(t.i, 602) < CASE WHEN c.card_type = 'prepaid' THEN .12 ELSE .045 END
+    uniform(t.i, 602) < CASE WHEN c.card_type = 'prepaid' THEN .12 ELSE .045 END
         AS is_attack,
     at_second(
         TIMESTAMP '2024-01-01',
-        ((t.i - 1) + u(t.i, 603)) * 90 * 86400 / {{transactions}}
+        ((t.i - 1) + uniform(t.i, 603)) * 90 * 86400 / {{transactions}}
     ) AS event_time,
     pick(t.i, 613, pools.risky_merchants) AS risky_merchant_k,
     pick(t.i, 623, pools.emulators) AS emulator_k,
@@ -971,6 +979,9 @@ CROSS JOIN pools
 JOIN cards AS c ON c.card_id = pick(t.i, 601, {{card_data}})
 JOIN users AS us ON us.customer_id = c.customer_id;
 
+-- A fraudster favours risky merchants, emulators, foreign devices, proxies,
+-- online payments and larger sums; a customer mostly pays from their own
+-- devices and home country. rule_score is what the bank's rules can see.
 CREATE TABLE txns AS
 WITH chosen AS (
     SELECT
@@ -980,25 +991,25 @@ WITH chosen AS (
         d.event_time,
         d.is_attack,
         CASE
-            WHEN d.is_attack AND u(transaction_id, 611) < .6
+            WHEN d.is_attack AND uniform(transaction_id, 611) < .6
                 THEN rm.merchant_id
-            ELSE 1 + CAST(floor(pow(u(transaction_id, 612), 2) * {{merchant_data}})
+            ELSE 1 + CAST(floor(pow(uniform(transaction_id, 612), 2) * {{merchant_data}})
                           AS BIGINT)
         END AS merchant_id,
         CASE
-            WHEN d.is_attack AND u(transaction_id, 621) < .4 THEN em.device_id
+            WHEN d.is_attack AND uniform(transaction_id, 621) < .4 THEN em.device_id
             WHEN d.is_attack THEN pick(transaction_id, 622, {{device_fingerprints}})
-            WHEN u(transaction_id, 621) < .75 THEN d.customer_id
-            WHEN u(transaction_id, 621) < .92
+            WHEN uniform(transaction_id, 621) < .75 THEN d.customer_id
+            WHEN uniform(transaction_id, 621) < .92
                  AND d.customer_id + {{user_profiles}} <= {{device_fingerprints}}
                 THEN d.customer_id + {{user_profiles}}
-            WHEN u(transaction_id, 621) < .92 THEN d.customer_id
+            WHEN uniform(transaction_id, 621) < .92 THEN d.customer_id
             ELSE pick(transaction_id, 622, {{device_fingerprints}})
         END AS device_id,
         CASE
-            WHEN d.is_attack AND u(transaction_id, 631) < .45 THEN px.ip_index
-            WHEN NOT d.is_attack AND u(transaction_id, 631) < .9
-                THEN 10 * CAST(floor(u(transaction_id, 632) * {{ip_geolocation}} / 10)
+            WHEN d.is_attack AND uniform(transaction_id, 631) < .45 THEN px.ip_index
+            WHEN NOT d.is_attack AND uniform(transaction_id, 631) < .9
+                THEN 10 * CAST(floor(uniform(transaction_id, 632) * {{ip_geolocation}} / 10)
                                AS BIGINT) + d.country_index - 1
             ELSE pick(transaction_id, 633, {{ip_geolocation}}) - 1
         END AS ip_index,
@@ -1038,13 +1049,15 @@ SELECT
         WHEN ch.amount > 400 THEN 'high_amount'
         ELSE 'unusual_pattern'
     END AS strongest_rule,
-    ch.is_attack AND u(ch.transaction_id, 661) < .7 AS is_disputed
+    ch.is_attack AND uniform(ch.transaction_id, 661) < .7 AS is_disputed
 FROM chosen AS ch
 JOIN ips ON ips.ip_index = ch.ip_index
 JOIN devices AS dv ON dv.device_id = ch.device_id
 JOIN merchants AS m ON m.merchant_id = ch.merchant_id
 JOIN users AS us ON us.customer_id = ch.customer_id;
 
+-- The fraud team closes a case for every disputed payment and for the most
+-- suspicious others, up to the number of labels.
 CREATE TABLE reviews AS
 SELECT
     transaction_id,
@@ -1052,28 +1065,29 @@ SELECT
     is_attack AS is_fraud,
     CASE
         WHEN is_disputed THEN 'customer_dispute'
-        WHEN u(transaction_id, 672) < .5 THEN 'analyst_review'
+        WHEN uniform(transaction_id, 672) < .5 THEN 'analyst_review'
         ELSE 'rule_review'
     END AS label_source,
     at_second(
         event_time,
-        CASE WHEN is_disputed THEN 2 + 38 * u(transaction_id, 673) ELSE
-            1 + 9 * u(transaction_id, 673) END * 86400
+        CASE WHEN is_disputed THEN 2 + 38 * uniform(transaction_id, 673) ELSE
+            1 + 9 * uniform(transaction_id, 673) END * 86400
     ) AS reported_at,
     CASE WHEN is_attack THEN amount ELSE 0 END AS loss_amount
 FROM txns
-ORDER BY 10 * CAST(is_disputed AS INTEGER) + rule_score + 1.5 * u(transaction_id, 671)
+ORDER BY 10 * CAST(is_disputed AS INTEGER) + rule_score + 1.5 * uniform(transaction_id, 671)
     DESC, transaction_id
 LIMIT {{fraud_labels}};
 
+-- The real-time rules alert on the highest-scoring payments.
 CREATE TABLE alerts AS
 WITH raised AS (
     SELECT
         transaction_id,
         customer_id,
         strongest_rule,
-        rule_score + 2 * u(transaction_id, 681) AS priority,
-        at_second(event_time, 1 + 29 * u(transaction_id, 682)) AS created_at
+        rule_score + 2 * uniform(transaction_id, 681) AS priority,
+        at_second(event_time, 1 + 29 * uniform(transaction_id, 682)) AS created_at
     FROM txns
     ORDER BY priority DESC, transaction_id
     LIMIT {{realtime_alerts}}
@@ -1167,7 +1181,6 @@ def generate_data(data_dir: Path, scale: int) -> dict[str, Path]:
     data_dir.mkdir(parents=True, exist_ok=True)
     written = {name: data_dir / file for name, file in DATA_FILES.items()}
     with duckdb.connect() as con:
-        con.execute("SET TimeZone = 'UTC'")
         con.execute(_MACROS)
         con.execute(_GENERATE.format(**row_counts(scale)))
         for name, path in written.items():
@@ -1191,12 +1204,12 @@ def write_project(folder: Path, scale: int) -> Path:
         ValueError: if ``scale`` is below 1.
     """
     folder = Path(folder)
+    generate_data(folder / "data", scale)
+
     for relative, text in NODE_FILES.items():
         path = folder / "seeknal" / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-
-    generate_data(folder / "data", scale)
 
     (folder / "README.md").write_text(README, encoding="utf-8")
     return folder
