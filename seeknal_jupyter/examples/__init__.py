@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from pathlib import Path
 
-from seeknal_jupyter.examples import flights, fraud
-
-EXAMPLES: dict[str, Callable[[Path, int], Path]] = {
-    "fraud-detection": fraud.write_project,
-    "nyc-flights": flights.write_project,
+EXAMPLES: dict[str, str] = {
+    "fraud-detection": "seeknal_jupyter.examples.fraud",
+    "nyc-flights": "seeknal_jupyter.examples.flights",
 }
 
 
@@ -37,4 +35,5 @@ def init_example(name: str, dest: str | Path, scale: int = 1) -> Path:
     if (folder / "seeknal").exists():
         raise ValueError(f"{folder} already holds a seeknal/ folder; choose another")
     folder.mkdir(parents=True, exist_ok=True)
-    return EXAMPLES[name](folder, scale)
+    module = importlib.import_module(EXAMPLES[name])
+    return module.write_project(folder, scale)  # type: ignore[no-any-return]
