@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if failure.result.count("cancelled"):
             print("Run cancelled; the next run resumes.", file=sys.stderr)
             return EXIT_CANCELLED
-        print(f"error: {failure}", file=sys.stderr)
+        print(f"error: {failure.result.headline()}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)

@@ -56,4 +56,5 @@ class RunFailed(SeeknalError):
 
     def __init__(self, result: RunResult) -> None:
         self.result = result
-        super().__init__(result.headline())
+        failures = [r.error for r in result.nodes.values() if r.error]
+        super().__init__("\n".join([result.headline(), *failures]))

@@ -280,8 +280,14 @@ def build(conn: duckdb.DuckDBPyConnection, task: Task) -> Built:
 
 
 def describe_error(task: Task, error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    first = " ".join(line.strip() for line in text[:3] if line.strip())
+    lines = [line.strip() for line in str(error).strip().splitlines()]
+    message = []
+    for line in lines:
+        if line.startswith("LINE "):
+            break
+        if line:
+            message.append(line)
+    first = " ".join(message[:3])
     return f"{task.node_id} ({task.node.location}) failed: {first}"
 
 

@@ -66,6 +66,16 @@ class RunResult:
             f"of {len(self.nodes)} nodes in {self.wall_seconds:.2f}s"
         )
 
+    def notes(self) -> list[str]:
+        """One line per node that failed, was skipped or was cancelled, saying why."""
+        notes = []
+        for result in self.nodes.values():
+            if result.error:
+                notes.append(result.error)
+            elif result.reason:
+                notes.append(f"{result.node_id}: {result.reason}")
+        return notes
+
     def summary_rows(self) -> list[tuple[str, str, str, str, str]]:
         rows = []
         for result in sorted(self.nodes.values(), key=lambda r: r.layer):
@@ -101,9 +111,7 @@ class RunResult:
             lines.append(
                 f"{node_id:<{width}}  {layer:>5}  {status:<9}  {rows:>10}  {seconds:>7}"
             )
-        for result in self.nodes.values():
-            if result.error or result.reason:
-                lines.append(f"  {result.node_id}: {result.error or result.reason}")
+        lines += [f"  {note}" for note in self.notes()]
         lines.append("")
         lines.append(", ".join(f"{k}: {v}" for k, v in self.totals()))
         lines.append(self.headline())
@@ -127,12 +135,7 @@ class RunResult:
             f"<td style='text-align:right'>{sec}</td></tr>"
             for n, layer, s, rows, sec in self.summary_rows()
         )
-        errors = "".join(
-            f"<li><code>{html.escape(r.node_id)}</code>: "
-            f"{html.escape(r.error or r.reason or '')}</li>"
-            for r in self.nodes.values()
-            if r.error or r.reason
-        )
+        errors = "".join(f"<li>{html.escape(note)}</li>" for note in self.notes())
         totals = " · ".join(f"{k}: <b>{v}</b>" for k, v in self.totals())
         return (
             f"<div class='seeknal-run'><p><b>{html.escape(self.headline())}</b></p>"
@@ -168,14 +171,13 @@ class TextReporter:
         elif isinstance(event, NodeFinished) and event.status != "cached":
             self.done += 1
             rows = f", {event.rows:,} rows" if event.rows is not None else ""
-            detail = (
-                f": {event.error or event.reason}"
-                if (event.error or event.reason)
-                else ""
-            )
+            line = f"{event.node_id} in {event.seconds:.2f}s{rows}"
+            if event.error:
+                line = event.error
+            elif event.reason:
+                line = f"{event.node_id}: {event.reason}"
             self._print(
-                f"  [{self.done}/{self.total}] {event.status.upper():<9} "
-                f"{event.node_id} in {event.seconds:.2f}s{rows}{detail}"
+                f"  [{self.done}/{self.total}] {event.status.upper():<9} {line}"
             )
         elif isinstance(event, RunFinished):
             self._print("")
