@@ -48,8 +48,15 @@ class Settings:
 
     @classmethod
     def for_workers(cls, workers: int) -> Settings:
+        """Share the machine's cores and three quarters of its memory among workers."""
+        workers = max(1, workers)
         cores = os.cpu_count() or 1
-        return cls(threads=max(1, cores // max(1, workers)))
+        try:
+            memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return cls(threads=max(1, cores // workers))
+        share_mb = max(256, int(memory * 0.75 / workers) // 2**20)
+        return cls(threads=max(1, cores // workers), memory_limit=f"{share_mb}MB")
 
 
 @dataclass
