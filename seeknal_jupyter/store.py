@@ -98,7 +98,9 @@ class State:
             "info": self.info,
             "nodes": {k: v.to_json() for k, v in sorted(self.entries.items())},
         }
-        return json.dumps(body, indent=1, sort_keys=True)
+        # Key order inside a recorded spec is meaningful (features are output
+        # columns in that order), so keys are written as they are held.
+        return json.dumps(body, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> State:

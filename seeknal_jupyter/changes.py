@@ -1,0 +1,674 @@
+"""Change classification: how each node's definition differs from production's.
+
+A node's definition is compared field by field with the one production recorded
+when it last built (or was promoted) that node. SQL is parsed with sqlglot and
+compared clause by clause and output column by output column, so formatting never
+counts as a change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.simplify import simplify
+
+from seeknal_jupyter.loader import Node, duckdb_type
+from seeknal_jupyter.sql import normalise
+
+log = logging.getLogger(__name__)
+
+
+class ChangeClass(StrEnum):
+    """The class of one node's change against production."""
+
+    UNCHANGED = "UNCHANGED"
+    METADATA = "METADATA"
+    NON_BREAKING = "NON_BREAKING"
+    BREAKING = "BREAKING"
+    DEPENDENT = "DEPENDENT"
+    ADDED = "ADDED"
+    REMOVED = "REMOVED"
+
+
+SEVERITY = {
+    ChangeClass.UNCHANGED: 0,
+    ChangeClass.METADATA: 1,
+    ChangeClass.NON_BREAKING: 2,
+    ChangeClass.BREAKING: 3,
+}
+RUNS = (
+    ChangeClass.NON_BREAKING,
+    ChangeClass.BREAKING,
+    ChangeClass.DEPENDENT,
+    ChangeClass.ADDED,
+)
+CAUSES = (ChangeClass.NON_BREAKING, ChangeClass.BREAKING, ChangeClass.ADDED)
+METADATA_FIELDS = ("description", "owner", "tags")
+FUNCTIONAL_FIELDS = (
+    "kind",
+    "name",
+    "inputs",
+    "transform",
+    "features",
+    "entity",
+    "materialization",
+    "source",
+    "table",
+    "params",
+    "schema",
+    "columns",
+    "type",
+)
+CLAUSE_LABELS = {
+    "from_": "FROM clause",
+    "joins": "JOIN",
+    "where": "WHERE clause",
+    "group": "GROUP BY",
+    "having": "HAVING",
+    "qualify": "QUALIFY",
+    "order": "ORDER BY",
+    "limit": "LIMIT",
+    "offset": "OFFSET",
+    "distinct": "DISTINCT",
+    "windows": "WINDOW clause",
+}
+ROW_MULTIPLYING = (exp.Unnest, exp.Explode, exp.Posexplode, exp.GenerateSeries)
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One difference found in a node's definition, with the class it implies."""
+
+    severity: ChangeClass
+    text: str
+
+
+@dataclass
+class Change:
+    """How one node classifies against production, and why."""
+
+    node_id: str
+    change_class: ChangeClass
+    reasons: list[str] = field(default_factory=list)
+    upstream: list[str] = field(default_factory=list)
+    upstream_breaking: bool = False
+
+    @property
+    def runs(self) -> bool:
+        """Whether applying the plan executes this node."""
+        return self.change_class in RUNS
+
+    def describe(self) -> str:
+        """``node_id (reason; reason)``."""
+        return (
+            f"{self.node_id} ({'; '.join(self.reasons)})"
+            if self.reasons
+            else (self.node_id)
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "change_class": str(self.change_class),
+            "reasons": list(self.reasons),
+            "upstream": list(self.upstream),
+            "upstream_breaking": self.upstream_breaking,
+        }
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Change:
+        return cls(
+            body["node_id"],
+            ChangeClass(body["change_class"]),
+            list(body.get("reasons", [])),
+            list(body.get("upstream", [])),
+            bool(body.get("upstream_breaking", False)),
+        )
+
+
+def plain(value: Any) -> Any:
+    """A YAML-loaded value as plain JSON data (what a state file records)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A node's definition in the terms the classifier compares."""
+
+    node_id: str
+    kind: str
+    inputs: tuple[str, ...]
+    sql: str | None
+    features: tuple[tuple[str, str], ...]
+    join_keys: tuple[str, ...]
+    event_time_col: str | None
+    reader: tuple[Any, Any]
+    reader_options: dict[str, Any]
+    schema: tuple[tuple[str, str], ...]
+    export: tuple[Any, Any] | None
+    spec: dict[str, Any]
+
+    @classmethod
+    def from_node(cls, node: Node) -> Definition:
+        return cls.from_record(node.id, list(node.inputs), plain(dict(node.spec)))
+
+    @classmethod
+    def from_record(
+        cls, node_id: str, inputs: Iterable[str], spec: Mapping[str, Any]
+    ) -> Definition:
+        """Build from what a state entry records: resolved inputs and the spec."""
+        kind = node_id.split(".", 1)[0]
+        entity = _mapping(spec, "entity")
+        timing = _mapping(spec, "materialization")
+        params = _mapping(spec, "params")
+        inputs = tuple(inputs)
+        return cls(
+            node_id=node_id,
+            kind=kind,
+            inputs=inputs,
+            sql=_effective_sql(kind, spec.get("transform"), inputs),
+            features=_typed(spec.get("features")) if kind == "feature_group" else (),
+            join_keys=tuple(str(k) for k in entity.get("join_keys") or ()),
+            event_time_col=timing.get("event_time_col"),
+            reader=(spec.get("source"), spec.get("table"))
+            if kind == "source"
+            else (None, None),
+            reader_options=dict(params) if kind == "source" else {},
+            schema=_source_schema(spec) if kind == "source" else (),
+            export=_export(spec) if kind == "exposure" else None,
+            spec=dict(spec),
+        )
+
+    def functional(self) -> dict[str, Any]:
+        """What decides the output apart from SQL (which :func:`sql_reasons` reads)."""
+        return {
+            "inputs": sorted(self.inputs),
+            "features": list(self.features),
+            "join_keys": list(self.join_keys),
+            "event_time_col": self.event_time_col,
+            "reader": list(self.reader),
+            "reader_options": self.reader_options,
+            "schema": list(self.schema),
+            "export": list(self.export) if self.export else None,
+        }
+
+
+def _mapping(spec: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = spec.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _effective_sql(kind: str, sql: Any, inputs: tuple[str, ...]) -> str | None:
+    if isinstance(sql, str) and sql.strip():
+        return sql
+    if kind in ("feature_group", "exposure") and len(inputs) == 1:
+        return f"SELECT * FROM {inputs[0]}"
+    return None
+
+
+def _dtype(value: Any) -> str:
+    name = value.get("dtype") if isinstance(value, dict) else value
+    return duckdb_type(name) or str(name)
+
+
+def _typed(mapping: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(mapping, dict):
+        return ()
+    return tuple((str(k), _dtype(v)) for k, v in mapping.items())
+
+
+def _source_schema(spec: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    columns: list[tuple[str, str]] = []
+    for item in spec.get("schema") or ():
+        if isinstance(item, dict) and "name" in item:
+            columns.append((str(item["name"]), _dtype(item.get("data_type"))))
+    described = spec.get("columns")
+    if isinstance(described, dict):
+        for name, info in described.items():
+            has_type = isinstance(info, dict) and info.get("dtype") is not None
+            if (has_type or isinstance(info, str)) and all(
+                c != name for c, _ in columns
+            ):
+                columns.append((str(name), _dtype(info)))
+    return tuple(columns)
+
+
+def _export(spec: Mapping[str, Any]) -> tuple[Any, Any] | None:
+    if spec.get("type") != "file":
+        return None
+    params = _mapping(spec, "params")
+    path = params.get("path")
+    fmt = params.get("format") or (
+        "csv" if str(path).lower().endswith(".csv") else "parquet"
+    )
+    return path, fmt
+
+
+def _sql_text(node: exp.Expression | None) -> str:
+    if node is None:
+        return ""
+    return node.sql(dialect="duckdb", comments=False, normalize_functions="upper")
+
+
+def _arg_text(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(_arg_text(v) for v in value)
+    if isinstance(value, exp.Expression):
+        return _sql_text(value)
+    return "" if value in (None, False) else str(value)
+
+
+def _parse_single(sql: str) -> exp.Expression | None:
+    """One statement, simplified so that redundant parentheses don't count."""
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+    except SqlglotError as error:
+        log.debug("sqlglot could not parse SQL: %s", error)
+        return None
+    if len(statements) != 1 or not isinstance(statements[0], exp.Expression):
+        return None
+    try:
+        return simplify(statements[0])
+    except SqlglotError as error:
+        log.debug("sqlglot could not simplify SQL: %s", error)
+        return statements[0]
+
+
+def _projections(select: exp.Select) -> dict[str, str]:
+    """Output column name -> expression text, in output order."""
+    result: dict[str, str] = {}
+    for item in select.expressions:
+        body = item.this if isinstance(item, exp.Alias) else item
+        text = _sql_text(body)
+        name = item.alias_or_name
+        if name == "*" or not name:
+            name = text
+        result[name] = text
+    return result
+
+
+def _cte_reasons(old: Any, new: Any) -> list[Reason]:
+    def ctes(value: Any) -> dict[str, str]:
+        if not isinstance(value, exp.Expression):
+            return {}
+        return {c.alias_or_name: _sql_text(c.this) for c in value.expressions}
+
+    before, after = ctes(old), ctes(new)
+    reasons = [
+        Reason(ChangeClass.BREAKING, f"CTE {name} changed")
+        for name in before
+        if name in after and before[name] != after[name]
+    ]
+    reasons += [
+        Reason(ChangeClass.BREAKING, f"CTE {name} removed")
+        for name in before
+        if name not in after
+    ]
+    reasons += [
+        Reason(ChangeClass.BREAKING, f"CTE {name} added")
+        for name in after
+        if name not in before
+    ]
+    return reasons
+
+
+def _clause_reasons(old: exp.Select, new: exp.Select) -> list[Reason]:
+    reasons: list[Reason] = []
+    keys = list(dict.fromkeys([*old.args, *new.args]))
+    for key in keys:
+        if key == "expressions":
+            continue
+        before, after = old.args.get(key), new.args.get(key)
+        if _arg_text(before) == _arg_text(after):
+            continue
+        if key in ("with", "with_"):
+            reasons += _cte_reasons(before, after)
+            continue
+        label = CLAUSE_LABELS.get(key, key.strip("_").upper())
+        if not _arg_text(before):
+            text = f"{label} added"
+        elif not _arg_text(after):
+            text = f"{label} removed"
+        else:
+            text = f"{label} changed"
+        reasons.append(Reason(ChangeClass.BREAKING, text))
+    return reasons
+
+
+def _multiplies_rows(select: exp.Select, name: str) -> bool:
+    if select.args.get("distinct"):
+        return True
+    for item in select.expressions:
+        if item.alias_or_name == name or _sql_text(item) == name:
+            return any(isinstance(n, ROW_MULTIPLYING) for n in item.walk())
+    return False
+
+
+def _projection_reasons(old: exp.Select, new: exp.Select) -> list[Reason]:
+    before, after = _projections(old), _projections(new)
+    removed = [n for n in before if n not in after]
+    added = [n for n in after if n not in before]
+    reasons: list[Reason] = []
+    renamed: set[str] = set()
+    for name in removed:
+        target = next(
+            (a for a in added if a not in renamed and after[a] == before[name]), None
+        )
+        if target is not None:
+            renamed.add(target)
+            reasons.append(
+                Reason(ChangeClass.BREAKING, f"column {name} renamed to {target}")
+            )
+        else:
+            reasons.append(
+                Reason(ChangeClass.BREAKING, f"SQL no longer outputs column {name}")
+            )
+    for name in before:
+        if name in after and before[name] != after[name]:
+            reasons.append(
+                Reason(ChangeClass.BREAKING, f"expression of column {name} changed")
+            )
+    for name in added:
+        if name in renamed:
+            continue
+        if _multiplies_rows(new, name):
+            reasons.append(
+                Reason(
+                    ChangeClass.BREAKING,
+                    f"new column {name} can change the number of rows",
+                )
+            )
+        else:
+            reasons.append(
+                Reason(ChangeClass.NON_BREAKING, f"SQL now also outputs column {name}")
+            )
+    kept_before = [n for n in before if n in after]
+    kept_after = [n for n in after if n in before]
+    if not reasons and kept_before != kept_after:
+        reasons.append(Reason(ChangeClass.NON_BREAKING, "output column order changed"))
+    return reasons
+
+
+def sql_reasons(old: str | None, new: str | None) -> list[Reason]:
+    """Differences between two versions of a node's SQL.
+
+    Args:
+        old: production's SQL (None when the node had none).
+        new: the current SQL.
+
+    Returns:
+        No reasons when the two differ only in formatting, comments or keyword
+        case; a NON_BREAKING reason per output column that was only added; a
+        BREAKING reason for anything else that changed.
+    """
+    if old == new:
+        return []
+    if old is None or new is None:
+        return [
+            Reason(
+                ChangeClass.BREAKING, "SQL " + ("added" if old is None else "removed")
+            )
+        ]
+    before, after = _parse_single(old), _parse_single(new)
+    if before is None or after is None:
+        if normalise(old) == normalise(new):
+            return []
+        return [Reason(ChangeClass.BREAKING, "SQL changed (it could not be parsed)")]
+    if _sql_text(before) == _sql_text(after):
+        return []
+    if not (isinstance(before, exp.Select) and isinstance(after, exp.Select)):
+        return [Reason(ChangeClass.BREAKING, "SQL changed")]
+    reasons = _clause_reasons(before, after) + _projection_reasons(before, after)
+    return reasons or [Reason(ChangeClass.BREAKING, "SQL changed")]
+
+
+def _list_reasons(
+    label: str,
+    before: tuple[tuple[str, str], ...],
+    after: tuple[tuple[str, str], ...],
+    added: str,
+    removed: str,
+) -> list[Reason]:
+    old, new = dict(before), dict(after)
+    reasons = [
+        Reason(ChangeClass.BREAKING, f"{removed}: {name}")
+        for name in old
+        if name not in new
+    ]
+    reasons += [
+        Reason(
+            ChangeClass.BREAKING,
+            f"dtype of {name} changed from {old[name]} to {new[name]}",
+        )
+        for name in old
+        if name in new and old[name] != new[name]
+    ]
+    reasons += [
+        Reason(ChangeClass.NON_BREAKING, f"{added}: {name}")
+        for name in new
+        if name not in old
+    ]
+    kept_before = [n for n in old if n in new]
+    kept_after = [n for n in new if n in old]
+    if not reasons and kept_before != kept_after:
+        reasons.append(Reason(ChangeClass.NON_BREAKING, f"{label} order changed"))
+    return reasons
+
+
+def _input_reasons(old: Definition, new: Definition) -> list[Reason]:
+    reasons = [
+        Reason(ChangeClass.BREAKING, f"input {i} removed")
+        for i in old.inputs
+        if i not in new.inputs
+    ]
+    return reasons + [
+        Reason(ChangeClass.NON_BREAKING, f"new input {i}")
+        for i in new.inputs
+        if i not in old.inputs
+    ]
+
+
+def _entity_reasons(old: Definition, new: Definition) -> list[Reason]:
+    reasons = []
+    if old.join_keys != new.join_keys:
+        reasons.append(
+            Reason(
+                ChangeClass.BREAKING,
+                f"join keys changed from {list(old.join_keys)} to {list(new.join_keys)}",
+            )
+        )
+    if old.event_time_col != new.event_time_col:
+        reasons.append(
+            Reason(
+                ChangeClass.BREAKING,
+                f"event time column changed from {old.event_time_col} to "
+                f"{new.event_time_col}",
+            )
+        )
+    return reasons
+
+
+def _source_reasons(old: Definition, new: Definition) -> list[Reason]:
+    reasons = []
+    (old_format, old_path), (new_format, new_path) = old.reader, new.reader
+    if old_format != new_format:
+        reasons.append(
+            Reason(
+                ChangeClass.BREAKING,
+                f"source format changed from {old_format} to {new_format}",
+            )
+        )
+    if old_path != new_path:
+        reasons.append(
+            Reason(
+                ChangeClass.BREAKING,
+                f"source path changed from {old_path} to {new_path}",
+            )
+        )
+    for option in dict.fromkeys([*old.reader_options, *new.reader_options]):
+        if old.reader_options.get(option) != new.reader_options.get(option):
+            reasons.append(
+                Reason(ChangeClass.BREAKING, f"reader option {option} changed")
+            )
+    if bool(old.schema) != bool(new.schema):
+        state = "now declared" if new.schema else "no longer declared"
+        reasons.append(Reason(ChangeClass.BREAKING, f"schema {state}"))
+    else:
+        reasons += _list_reasons(
+            "declared column", old.schema, new.schema, "new column", "removed column"
+        )
+    return reasons
+
+
+def _export_reasons(old: Definition, new: Definition) -> list[Reason]:
+    if old.export == new.export:
+        return []
+    if old.export is None or new.export is None:
+        state = "added" if old.export is None else "removed"
+        return [Reason(ChangeClass.BREAKING, f"export file {state}")]
+    reasons = []
+    if old.export[0] != new.export[0]:
+        reasons.append(
+            Reason(
+                ChangeClass.BREAKING,
+                f"export path changed from {old.export[0]} to {new.export[0]}",
+            )
+        )
+    if old.export[1] != new.export[1]:
+        reasons.append(
+            Reason(
+                ChangeClass.BREAKING,
+                f"export format changed from {old.export[1]} to {new.export[1]}",
+            )
+        )
+    return reasons
+
+
+def _nested_metadata(old: Definition, new: Definition) -> list[Reason]:
+    """Fields inside ``entity`` and ``materialization`` that do not shape rows."""
+    reasons = []
+    functional = {"entity": ("join_keys",), "materialization": ("event_time_col",)}
+    for key, kept in functional.items():
+        before, after = _mapping(old.spec, key), _mapping(new.spec, key)
+        for inner in dict.fromkeys([*before, *after]):
+            if inner not in kept and before.get(inner) != after.get(inner):
+                reasons.append(Reason(ChangeClass.METADATA, f"{key}.{inner} changed"))
+    return reasons
+
+
+def _metadata_reasons(old: Definition, new: Definition) -> list[Reason]:
+    reasons = []
+    for key in dict.fromkeys([*old.spec, *new.spec]):
+        if key in FUNCTIONAL_FIELDS or old.spec.get(key) == new.spec.get(key):
+            continue
+        if key == "tags":
+            before = set(map(str, old.spec.get("tags") or ()))
+            after = set(map(str, new.spec.get("tags") or ()))
+            moves = [f"+{t}" for t in sorted(after - before)]
+            moves += [f"-{t}" for t in sorted(before - after)]
+            text = f"tags changed ({' '.join(moves)})" if moves else "tag order changed"
+        else:
+            text = f"{key} changed"
+        reasons.append(Reason(ChangeClass.METADATA, text))
+    return reasons + _nested_metadata(old, new)
+
+
+def definition_reasons(old: Definition, new: Definition) -> list[Reason]:
+    """Every difference between production's definition and the current one."""
+    functional = [
+        *_input_reasons(old, new),
+        *sql_reasons(old.sql, new.sql),
+        *_list_reasons(
+            "feature", old.features, new.features, "new feature", "removed feature"
+        ),
+        *_entity_reasons(old, new),
+        *_source_reasons(old, new),
+        *_export_reasons(old, new),
+    ]
+    if not functional and old.functional() != new.functional():
+        functional.append(Reason(ChangeClass.BREAKING, "definition changed"))
+    return functional + _metadata_reasons(old, new)
+
+
+def classify(old: Definition, new: Definition) -> Change:
+    """The class of one node present in both production and the project."""
+    reasons = definition_reasons(old, new)
+    worst = max(
+        (r.severity for r in reasons),
+        key=SEVERITY.__getitem__,
+        default=ChangeClass.UNCHANGED,
+    )
+    return Change(new.node_id, worst, [r.text for r in reasons])
+
+
+def compare(
+    current: Mapping[str, Definition],
+    order: Iterable[str],
+    production: Mapping[str, Definition],
+) -> dict[str, Change]:
+    """Classify every node of the project, then list production's removed nodes.
+
+    Args:
+        current: the project's definitions by node id.
+        order: the project's node ids in topological order.
+        production: production's recorded definitions by node id.
+
+    Returns:
+        One change per node: project nodes in ``order``, then removed ones.
+    """
+    changes: dict[str, Change] = {}
+    breaks: dict[str, bool] = {}
+    for node_id in order:
+        new = current[node_id]
+        old = production.get(node_id)
+        if old is None:
+            change = Change(node_id, ChangeClass.ADDED, ["new node"])
+        else:
+            change = classify(old, new)
+        followed: list[str] = []
+        for input_id in new.inputs:
+            upstream = changes.get(input_id)
+            if upstream is None or not upstream.runs:
+                continue
+            if upstream.change_class == ChangeClass.DEPENDENT:
+                followed += upstream.upstream
+            else:
+                followed.append(input_id)
+        upstream_breaking = any(breaks.get(i, False) for i in new.inputs)
+        if followed and change.change_class in (
+            ChangeClass.UNCHANGED,
+            ChangeClass.METADATA,
+        ):
+            change = _dependent(
+                change, list(dict.fromkeys(followed)), upstream_breaking
+            )
+        breaks[node_id] = upstream_breaking or change.change_class == (
+            ChangeClass.BREAKING
+        )
+        changes[node_id] = change
+    for node_id in production:
+        if node_id not in current:
+            changes[node_id] = Change(
+                node_id, ChangeClass.REMOVED, ["no longer in the project"]
+            )
+    return changes
+
+
+def _dependent(change: Change, followed: list[str], breaking: bool) -> Change:
+    kind = "BREAKING change" if breaking else "change"
+    reason = f"upstream {kind} in {', '.join(followed)}"
+    return Change(
+        change.node_id,
+        ChangeClass.DEPENDENT,
+        [reason, *change.reasons],
+        followed,
+        breaking,
+    )
