@@ -206,7 +206,12 @@ def _run(args: argparse.Namespace, project: Project, reporter: Reporter | None) 
         )
     if args.dry_run or args.show_plan:
         return project.execution_plan(**options)
-    return project.run(fail_fast=args.fail_fast, reporter=reporter, **options)
+    return project.run(
+        fail_fast=args.fail_fast,
+        reporter=reporter,
+        cancel=getattr(reporter, "cancel", None),
+        **options,
+    )
 
 
 def _show(args: argparse.Namespace, project: Project, _: Any) -> Any:

@@ -1,0 +1,149 @@
+"""The project's DAG as a picture: node kinds, a run's statuses, or a plan's changes."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Mapping
+
+from seeknal_jupyter.dag import Dag
+from seeknal_jupyter.errors import UsageError
+from seeknal_jupyter.project import Project
+from seeknal_jupyter.render import DagPicture, DrawNode, draw
+from seeknal_jupyter.report import RunResult
+
+log = logging.getLogger(__name__)
+
+
+def picture(
+    project: Project,
+    plan_env: str | None = None,
+    result: RunResult | None = None,
+    *,
+    max_nodes: int = 300,
+    engine: str = "auto",
+) -> DagPicture:
+    """Draw the project's DAG, one rank per layer.
+
+    Args:
+        project: the project whose current definition is drawn.
+        plan_env: colour each node by its change class in this environment's plan.
+        result: colour each node by its status in this run, with its seconds and
+            the critical path marked (ignored when ``plan_env`` is given).
+        max_nodes: above this many nodes the picture collapses by (layer, kind).
+        engine: the renderer: "auto", "dot", "wasm" or "text".
+
+    Returns:
+        The picture: SVG in Jupyter, text elsewhere.
+
+    Raises:
+        ProjectError: the project does not load.
+        UsageError: a plan was asked for but environments are not available.
+    """
+    dag = project.dag()
+    if plan_env is not None:
+        nodes = plan_nodes(dag, change_classes(project, plan_env))
+        title, mode = f"{project.name}: plan for {plan_env}", "plan"
+    elif result is not None:
+        nodes = status_nodes(dag, result)
+        title, mode = f"{project.name}: {result.headline()}", "status"
+    else:
+        nodes = kind_nodes(dag)
+        title, mode = f"{project.name}: {len(dag.nodes)} nodes", "kind"
+    return draw(nodes, title=title, mode=mode, max_nodes=max_nodes, engine=engine)
+
+
+def kind_nodes(dag: Dag) -> list[DrawNode]:
+    """One DrawNode per node of ``dag``, in topological order."""
+    return [
+        DrawNode(
+            id=node_id,
+            kind=dag.nodes[node_id].kind,
+            layer=dag.layer[node_id],
+            inputs=tuple(dag.nodes[node_id].inputs),
+        )
+        for node_id in dag.order
+    ]
+
+
+def status_nodes(dag: Dag, result: RunResult) -> list[DrawNode]:
+    """DrawNodes carrying each node's status and seconds in ``result``.
+
+    Nodes the run did not select have no status and draw as "not run".
+    """
+    critical = set(result.critical_path)
+    drawn = []
+    for plain in kind_nodes(dag):
+        outcome = result.nodes.get(plain.id)
+        drawn.append(
+            DrawNode(
+                id=plain.id,
+                kind=plain.kind,
+                layer=plain.layer,
+                inputs=plain.inputs,
+                status=outcome.status if outcome else None,
+                seconds=outcome.seconds
+                if outcome and outcome.status != "cached"
+                else None,
+                critical=plain.id in critical,
+            )
+        )
+    return drawn
+
+
+def plan_nodes(dag: Dag, classes: Mapping[str, str]) -> list[DrawNode]:
+    """DrawNodes carrying each node's change class; removed nodes are added.
+
+    A removed node is no longer in ``dag``, so it is drawn in layer 0 with no
+    inputs, its kind taken from its id.
+    """
+    drawn = [
+        DrawNode(
+            id=plain.id,
+            kind=plain.kind,
+            layer=plain.layer,
+            inputs=plain.inputs,
+            change=classes.get(plain.id, "UNCHANGED"),
+        )
+        for plain in kind_nodes(dag)
+    ]
+    for node_id, change in classes.items():
+        if node_id not in dag.nodes:
+            kind = node_id.split(".", 1)[0]
+            drawn.append(
+                DrawNode(id=node_id, kind=kind, layer=0, inputs=(), change=change)
+            )
+    return drawn
+
+
+def change_classes(project: Project, env: str) -> dict[str, str]:
+    """Each node's change class in the saved plan of ``env``.
+
+    It reads the plan through ``seeknal_jupyter.environments.load_plan(project,
+    env)``, whose result maps node ids to classes through ``classes()`` (or is
+    such a mapping itself).
+
+    Raises:
+        UsageError: environments are not available in this installation.
+    """
+    load_plan = getattr(
+        optional_module("seeknal_jupyter.environments"), "load_plan", None
+    )
+    if load_plan is None:
+        raise UsageError(
+            "dag --plan needs environments, which this installation does not have; "
+            "draw the plain DAG with 'dag'"
+        )
+    plan = load_plan(project, env)
+    classes = plan.classes() if hasattr(plan, "classes") else plan
+    return {str(node_id): str(change) for node_id, change in dict(classes).items()}
+
+
+def optional_module(name: str) -> object | None:
+    """The module ``name``, or None when it is not part of this installation."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != name:
+            raise
+        return None
