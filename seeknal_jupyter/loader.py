@@ -352,7 +352,7 @@ def _check_exposure(check: _Checker) -> None:
         return
     params = check.doc.get("params")
     path = params.get("path") if isinstance(params, dict) else None
-    if not isinstance(path, str) or not path:
+    if not isinstance(params, dict) or not isinstance(path, str) or not path:
         check.fail("a file exposure needs 'params: {path, format}'", "params")
         return
     fmt = params.get("format") or _format_from_path(path)
@@ -386,10 +386,10 @@ def _draft(
 ) -> tuple[_Draft, dict[str, Any]] | None:
     check = _Checker(doc, file, problems)
     before = len(problems)
-    kind = _check_kind(check, doc.get("kind"))
     name = _check_name(check, doc.get("name"))
-    if kind and name:
-        check.node = f"{kind}.{name}"
+    if name and doc.get("kind") is not None:
+        check.node = f"{doc.get('kind')}.{name}"
+    kind = _check_kind(check, doc.get("kind"))
     if kind is None:
         return None
     _check_fields(check, kind, warnings)
@@ -519,9 +519,11 @@ def build_nodes(
     """Validate documents and link their inputs; later documents may replace none."""
     drafts: list[tuple[_Draft, dict[str, Any]]] = []
     seen: dict[str, str] = {}
+    rejected: set[str] = set()
     for doc, file in documents:
         made = _draft(doc, file, problems, warnings)
         if made is None:
+            rejected.add(f"{doc.get('kind')}.{doc.get('name')}")
             continue
         draft = made[0]
         node_id = f"{draft.kind}.{draft.name}"
@@ -539,7 +541,7 @@ def build_nodes(
             continue
         seen[node_id] = where
         drafts.append(made)
-    ids = set(seen)
+    ids = set(seen) | rejected
     by_name: dict[str, list[str]] = {}
     for node_id in ids:
         by_name.setdefault(node_id.split(".", 1)[1], []).append(node_id)

@@ -127,12 +127,18 @@ def read_yaml(text: str, file: str) -> YamlFile:
     loader = _StrictLoader(text)
     try:
         while loader.check_node():
+            start = loader.peek_event().start_mark.line + 1
             node = loader.get_node()
-            line = node.start_mark.line + 1 if node is not None else 1
+            line = node.start_mark.line + 1 if node is not None else start
             data = loader.construct_document(node) if node is not None else None
             if data is None:
                 result.warnings.append(
-                    Problem("empty YAML document ignored", file, line)
+                    Problem(
+                        "empty YAML document ignored",
+                        file,
+                        start,
+                        hint="remove the extra '---' or write a node there",
+                    )
                 )
                 continue
             result.documents.append(Document(data, line))

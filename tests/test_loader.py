@@ -1,0 +1,439 @@
+"""Tests of project loading: every validation error names its file, line and a hint."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from seeknal_jupyter.errors import ProjectError
+from seeknal_jupyter.loader import LoadResult, load_nodes
+from seeknal_jupyter.project import Project
+
+SOURCE = """\
+kind: source
+name: numbers
+source: csv
+table: data/numbers.csv
+"""
+
+
+def write_project(root: Path, files: dict[str, str]) -> Path:
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    (root / "data" / "numbers.csv").write_text("n,label\n1,one\n2,two\n")
+    for name, text in files.items():
+        path = root / "seeknal" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def load(root: Path, files: dict[str, str]) -> LoadResult:
+    return load_nodes(write_project(root, files))
+
+
+def problems(root: Path, files: dict[str, str]) -> list[str]:
+    with pytest.raises(ProjectError) as error:
+        load(root, files)
+    lines = str(error.value).splitlines()
+    assert lines[0].endswith("in the project:")
+    return [line.strip() for line in lines[1:]]
+
+
+def test_yaml_syntax_error(tmp_path: Path) -> None:
+    found = problems(tmp_path, {"a.yml": SOURCE + "tags: [raw\ndescription: x\n"})
+
+    assert len(found) == 1
+    assert found[0].startswith("seeknal/a.yml:6: invalid YAML: ")
+    assert found[0].endswith("(check the indentation and the ':' after each key)")
+
+
+def test_tab_indentation(tmp_path: Path) -> None:
+    found = problems(tmp_path, {"a.yml": "kind: source\nparams:\n\tdelimiter: ';'\n"})
+
+    assert found == [
+        (
+            "seeknal/a.yml:3: invalid YAML: found character '\\t' that cannot start "
+            "any token (indent with spaces; YAML does not allow tabs for indentation)"
+        )
+    ]
+
+
+def test_duplicate_key(tmp_path: Path) -> None:
+    found = problems(tmp_path, {"a.yml": SOURCE + "table: data/other.csv\n"})
+
+    assert found == [
+        (
+            "seeknal/a.yml:5: invalid YAML: duplicate key 'table' (first on line 4) "
+            "(remove or rename one of the keys)"
+        )
+    ]
+
+
+def test_empty_documents_are_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        loaded = load(tmp_path, {"a.yml": "---\n# nothing here\n---\n" + SOURCE})
+
+    assert list(loaded.nodes) == ["source.numbers"]
+    assert [str(w) for w in loaded.warnings] == [
+        (
+            "seeknal/a.yml:1: empty YAML document ignored "
+            "(remove the extra '---' or write a node there)"
+        )
+    ]
+    assert "empty YAML document ignored" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("field", "suggestion"),
+    [("trasform", "transform"), ("input", "inputs"), ("descripton", "description")],
+)
+def test_unknown_field_suggests_the_closest(
+    tmp_path: Path, field: str, suggestion: str
+) -> None:
+    text = f"kind: transform\nname: t\n{field}: x\ntransform: SELECT 1 AS one\n"
+
+    found = problems(tmp_path, {"a.yml": text})
+
+    assert found == [
+        (
+            f"seeknal/a.yml:3: transform.t: unknown field {field!r} "
+            f"(did you mean {suggestion!r}?)"
+        )
+    ]
+
+
+def test_unknown_field_without_a_close_match_lists_the_fields(tmp_path: Path) -> None:
+    found = problems(tmp_path, {"a.yml": SOURCE + "zzz: 1\n"})
+
+    assert found == [
+        (
+            "seeknal/a.yml:5: source.numbers: unknown field 'zzz' (fields of a source: "
+            "kind, name, description, owner, tags, source, table, params, schema, "
+            "columns)"
+        )
+    ]
+
+
+def test_noted_fields_load_with_a_note(tmp_path: Path) -> None:
+    text = (
+        "kind: transform\nname: t\ntransform: SELECT 1 AS one\nfreshness: 1d\n"
+        "tests: [unique]\ncolumns:\n  one: {dtype: int}\n"
+    )
+
+    loaded = load(tmp_path, {"a.yml": text})
+
+    assert "transform.t" in loaded.nodes
+    assert [str(w) for w in loaded.warnings] == [
+        f"seeknal/a.yml:{line}: transform.t: field {field!r} is read but not "
+        "acted on by seeknal_jupyter"
+        for line, field in [(4, "freshness"), (5, "tests"), (6, "columns")]
+    ]
+
+
+def test_unknown_kind_suggests_the_closest(tmp_path: Path) -> None:
+    found = problems(tmp_path, {"a.yml": "kind: tranform\nname: t\n"})
+
+    assert found == [
+        (
+            "seeknal/a.yml:1: tranform.t: unknown kind 'tranform' "
+            "(did you mean 'transform'?)"
+        )
+    ]
+
+
+@pytest.mark.parametrize("kind", ["model", "aggregation", "rule"])
+def test_other_seeknal_kinds_are_named_as_unsupported(
+    tmp_path: Path, kind: str
+) -> None:
+    files = {"a.yml": SOURCE, "models/m.yml": f"name: churn\nkind: {kind}\n"}
+
+    found = problems(tmp_path, files)
+
+    assert found == [
+        (
+            f"seeknal/models/m.yml:2: {kind}.churn: kind {kind!r} is a Seeknal kind that "
+            "seeknal_jupyter does not support (supported kinds: source, transform, "
+            "feature_group, exposure)"
+        )
+    ]
+
+
+def test_missing_kind_and_name(tmp_path: Path) -> None:
+    found = problems(tmp_path, {"a.yml": "name: t\n---\nkind: transform\n"})
+
+    assert found == [
+        (
+            "seeknal/a.yml:1: missing 'kind' (one of: source, transform, "
+            "feature_group, exposure)"
+        ),
+        "seeknal/a.yml:3: missing 'name' (every node needs a name)",
+        "seeknal/a.yml:3: a transform needs 'transform': its SQL",
+    ]
+
+
+def test_duplicate_node_ids(tmp_path: Path) -> None:
+    found = problems(tmp_path, {"a.yml": SOURCE, "b/c.yaml": "# again\n" + SOURCE})
+
+    assert found == [
+        (
+            "seeknal/b/c.yaml:2: source.numbers: duplicate node id source.numbers "
+            "(also defined at seeknal/a.yml:1) (rename one of them)"
+        )
+    ]
+
+
+def test_unknown_input_suggests_a_node(tmp_path: Path) -> None:
+    text = "kind: transform\nname: t\ninputs:\n  - ref: source.number\n"
+    text += "transform: SELECT 1 AS one\n"
+
+    found = problems(tmp_path, {"a.yml": SOURCE, "b.yml": text})
+
+    assert found == [
+        (
+            "seeknal/b.yml:4: transform.t: unknown input 'source.number' "
+            "(did you mean 'source.numbers'?)"
+        )
+    ]
+
+
+def test_unknown_node_in_sql_suggests_a_node(tmp_path: Path) -> None:
+    text = "kind: transform\nname: t\ntransform: |\n  SELECT * FROM source.numbrs\n"
+
+    found = problems(tmp_path, {"a.yml": SOURCE, "b.yml": text})
+
+    assert found == [
+        (
+            "seeknal/b.yml:3: transform.t: SQL reads 'source.numbrs', which is not a "
+            "node (did you mean 'source.numbers'?)"
+        )
+    ]
+
+
+def test_input_without_ref(tmp_path: Path) -> None:
+    text = "kind: transform\nname: t\ninputs:\n  - {name: numbers}\n"
+    text += "transform: SELECT 1 AS one\n"
+
+    found = problems(tmp_path, {"a.yml": SOURCE, "b.yml": text})
+
+    assert found == ["seeknal/b.yml:3: transform.t: each input needs 'ref: kind.name'"]
+
+
+def test_input_to_an_invalid_node_reports_only_that_node(tmp_path: Path) -> None:
+    broken = "kind: transform\nname: t\ntrasform: SELECT 1 AS one\n"
+    reader = "kind: transform\nname: u\ninputs: [{ref: transform.t}]\n"
+    reader += "transform: SELECT * FROM transform.t\n"
+
+    found = problems(tmp_path, {"a.yml": broken, "b.yml": reader})
+
+    assert found == [
+        (
+            "seeknal/a.yml:3: transform.t: unknown field 'trasform' "
+            "(did you mean 'transform'?)"
+        ),
+        "seeknal/a.yml:1: transform.t: a transform needs 'transform': its SQL",
+    ]
+
+
+def test_self_reference_in_inputs_and_in_sql(tmp_path: Path) -> None:
+    listed = "kind: transform\nname: t\ninputs:\n  - ref: source.numbers\n"
+    listed += "  - ref: transform.t\ntransform: SELECT * FROM source.numbers\n"
+    in_sql = "kind: transform\nname: u\ntransform: SELECT * FROM transform.u\n"
+
+    found = problems(tmp_path, {"a.yml": SOURCE, "b.yml": listed, "c.yml": in_sql})
+
+    assert found == [
+        (
+            "seeknal/b.yml:5: transform.t: transform.t lists itself as an input "
+            "(a node cannot read its own output; remove this input)"
+        ),
+        (
+            "seeknal/c.yml:3: transform.u: transform.u reads itself in its SQL "
+            "(a node cannot read its own output)"
+        ),
+    ]
+
+
+def test_cycle_printed_once_in_order(tmp_path: Path) -> None:
+    files = {"a.yml": SOURCE}
+    for name, reads in [("a", "c"), ("b", "a"), ("c", "b")]:
+        files[f"{name}.yml"] = (
+            f"kind: transform\nname: {name}\ntransform: SELECT * FROM transform.{reads}\n"
+        )
+    root = write_project(tmp_path, files)
+
+    with pytest.raises(ProjectError) as error:
+        Project(root).plan()
+
+    cycle = "transform.a -> transform.c -> transform.b -> transform.a"
+    assert str(error.value).splitlines()[1].strip() == (
+        f"seeknal/a.yml:1: Cycle detected: {cycle} "
+        "(each arrow means 'reads from'; remove one of these inputs)"
+    )
+    assert str(error.value).count("transform.b") == 1
+    assert not (root / "target" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["..", "a/b", "../../outside", "weekly sales", "a\\b", "1st", "x.y", "é"]
+)
+def test_bad_names(tmp_path: Path, name: str) -> None:
+    text = f"kind: transform\nname: {json.dumps(name)}\ntransform: SELECT 1 AS one\n"
+
+    found = problems(tmp_path, {"a.yml": text})
+
+    assert found == [
+        (
+            f"seeknal/a.yml:2: name {name!r} is not allowed (a name may hold only "
+            "letters, digits, '_' and '-', starting with a letter or '_' "
+            "(pattern ^[A-Za-z_][A-Za-z0-9_-]*$))"
+        )
+    ]
+
+
+def test_reserved_words_and_dashes_are_good_names(tmp_path: Path) -> None:
+    text = "kind: transform\nname: order\ntransform: SELECT 1 AS one\n---\n"
+    text += "kind: transform\nname: group-by_2\ntransform: SELECT * FROM order\n"
+
+    loaded = load(tmp_path, {"a.yml": text})
+
+    assert loaded.nodes["transform.group-by_2"].inputs == ()
+    assert set(loaded.nodes) == {"transform.order", "transform.group-by_2"}
+
+
+FEATURE_GROUP = """\
+kind: feature_group
+name: number_features
+inputs:
+  - ref: source.numbers
+entity: {name: number, join_keys: [n]}
+transform: |
+  SELECT n, length(label) AS label_length FROM source.numbers
+features:
+  label_length: {dtype: integer}
+  label_upper: {dtype: string}
+"""
+
+
+def test_feature_missing_from_sql_fails_before_any_node_runs(tmp_path: Path) -> None:
+    root = write_project(tmp_path, {"a.yml": SOURCE, "b.yml": FEATURE_GROUP})
+
+    with pytest.raises(ProjectError) as error:
+        Project(root).run()
+
+    assert str(error.value).splitlines()[1].strip() == (
+        "seeknal/b.yml:8: feature_group.number_features: feature(s) or key(s) "
+        "label_upper not in the SQL output; it produced: n, label_length "
+        "(fix the SQL or the features so they match)"
+    )
+    assert not list((root / "target").rglob("*.parquet"))
+
+
+@pytest.mark.parametrize("kind", ["feature_group", "exposure"])
+def test_several_inputs_without_transform(tmp_path: Path, kind: str) -> None:
+    other = SOURCE.replace("name: numbers", "name: more")
+    text = f"kind: {kind}\nname: joined\ninputs:\n  - ref: source.numbers\n"
+    text += "  - ref: source.more\n"
+    if kind == "feature_group":
+        text += (
+            "entity: {name: n, join_keys: [n]}\nfeatures: {label: {dtype: string}}\n"
+        )
+
+    found = problems(tmp_path, {"a.yml": SOURCE + "---\n" + other, "b.yml": text})
+
+    assert found == [
+        (
+            f"seeknal/b.yml:1: {kind}.joined: 2 inputs and no 'transform' "
+            "(add a 'transform' with SQL that joins them)"
+        )
+    ]
+
+
+def test_yaml_1_1_values_stay_strings(tmp_path: Path) -> None:
+    text = SOURCE + (
+        "owner: no\ndescription: 0150\ntags: [12:30, yes, off, 1e3x, 0o17]\n"
+        "params: {delimiter: ',', header: true, quote: ~}\n"
+    )
+
+    node = load(tmp_path, {"a.yml": text}).nodes["source.numbers"]
+
+    assert node.spec["owner"] == "no"
+    assert node.spec["description"] == "0150"
+    assert node.spec["tags"] == ["12:30", "yes", "off", "1e3x", "0o17"]
+    assert node.spec["params"] == {"delimiter": ",", "header": True, "quote": None}
+    assert node.tags == ("12:30", "yes", "off", "1e3x", "0o17")
+
+
+def test_documents_files_and_folders(tmp_path: Path) -> None:
+    transforms = "kind: transform\nname: t1\ninputs: [{ref: source.numbers}]\n"
+    transforms += "transform: SELECT * FROM numbers\n"
+    transforms += (
+        "---\nkind: transform\nname: t2\ntransform: SELECT * FROM transform.t1\n"
+    )
+    files = {
+        "sources/a.yaml": SOURCE,
+        "deep/er/still/b.yml": transforms,
+        "notes.txt": "kind: model\n",
+    }
+
+    loaded = load(tmp_path, files)
+
+    nodes = loaded.nodes
+    assert list(nodes) == ["transform.t1", "transform.t2", "source.numbers"]
+    assert nodes["transform.t2"].inputs == ("transform.t1",)
+    assert nodes["transform.t1"].inputs == ("source.numbers",)
+    assert nodes["transform.t2"].location == "seeknal/deep/er/still/b.yml:6"
+    assert nodes["source.numbers"].file == "seeknal/sources/a.yaml"
+
+
+def test_every_problem_of_a_project_is_reported_at_once(tmp_path: Path) -> None:
+    files = {
+        "a.yml": SOURCE + "tabl: x\n",
+        "b.yml": "kind: tranform\nname: t\n",
+        "c.yml": "kind: source\nname: [oops\n",
+    }
+
+    found = problems(tmp_path, files)
+
+    assert sorted(f.split(":")[0] + ":" + f.split(":")[1] for f in found) == [
+        "seeknal/a.yml:5",
+        "seeknal/b.yml:1",
+        "seeknal/c.yml:3",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "source: excel\ntable: x.xlsx\n",
+            (
+                "seeknal/a.yml:3: source.s: 'source' must be one of csv, parquet, json, "
+                "got 'excel'"
+            ),
+        ),
+        (
+            "source: csv\n",
+            (
+                "seeknal/a.yml:1: source.s: a source needs 'table': the path of its "
+                "data file"
+            ),
+        ),
+        (
+            "source: csv\ntable: x.csv\nschema:\n  - {name: a, data_type: money}\n",
+            (
+                "seeknal/a.yml:5: source.s: column 'a': unknown type 'money' (use one of: "
+                "string, integer, bigint, float, double, boolean, date, timestamp, "
+                "decimal(p,s))"
+            ),
+        ),
+    ],
+)
+def test_source_fields_are_checked(tmp_path: Path, body: str, message: str) -> None:
+    found = problems(tmp_path, {"a.yml": "kind: source\nname: s\n" + body})
+
+    assert found == [message]
