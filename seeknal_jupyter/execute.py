@@ -138,21 +138,20 @@ def source_read(node: Node, root: Path) -> str:
     fmt = node.spec.get("source")
     params = dict(node.spec.get("params") or {})
     if fmt == "csv":
-        options = {"header": True}
-        options.update({CSV_OPTION_NAMES.get(k, k): v for k, v in params.items()})
+        options: dict[str, Any] = {"header": True}
+        options.update(
+            {CSV_OPTION_NAMES.get(str(k), str(k)): v for k, v in params.items()}
+        )
+        args = [f"{k} = {_literal(v)}" for k, v in options.items()]
         if node.schema:
             types = ", ".join(
                 f"{quote_literal(c)}: {quote_literal(t)}" for c, t in node.schema
             )
-            options["types"] = None
-            args = [f"{k} = {_literal(v)}" for k, v in options.items() if k != "types"]
             args.append(f"types = {{{types}}}")
-        else:
-            args = [f"{k} = {_literal(v)}" for k, v in options.items()]
         return f"read_csv({quote_literal(full)}, {', '.join(args)})"
     reader = "read_parquet" if fmt == "parquet" else "read_json_auto"
-    args = "".join(f", {k} = {_literal(v)}" for k, v in params.items())
-    return f"{reader}({quote_literal(full)}{args})"
+    extra = "".join(f", {k} = {_literal(v)}" for k, v in params.items())
+    return f"{reader}({quote_literal(full)}{extra})"
 
 
 def check_source_files(node: Node, root: Path) -> None:

@@ -66,7 +66,7 @@ def fingerprints(dag: Dag, root: Path) -> dict[str, str]:
     result: dict[str, str] = {}
     for node_id in dag.order:
         node = dag.nodes[node_id]
-        payload = {
+        payload: dict[str, Any] = {
             "definition": definition(node),
             "inputs": {i: result[i] for i in sorted(node.inputs)},
         }

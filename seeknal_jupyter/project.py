@@ -95,8 +95,10 @@ class Manifest:
         lines = [
             f"Project {self.project} ({self.path.parent})",
             f"Manifest: {self.path}",
-            (f"Nodes: {len(self.dag.nodes)}  Edges: {self.edge_count}  "
-            f"Layers: {self.dag.layer_count}"),
+            (
+                f"Nodes: {len(self.dag.nodes)}  Edges: {self.edge_count}  "
+                f"Layers: {self.dag.layer_count}"
+            ),
         ]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
@@ -135,9 +137,11 @@ class ExecutionPlan:
 
     def __str__(self) -> str:
         lines = [
-            (f"Execution plan ({self.mode}, {self.workers} worker"
-            f"{'s' if self.workers != 1 else ''}): {len(self.to_run)} to run, "
-            f"{len(self.cached)} cached")
+            (
+                f"Execution plan ({self.mode}, {self.workers} worker"
+                f"{'s' if self.workers != 1 else ''}): {len(self.to_run)} to run, "
+                f"{len(self.cached)} cached"
+            )
         ]
         run, cached = set(self.to_run), set(self.cached)
         for number, layer in enumerate(self.dag.layers(), start=1):
@@ -236,7 +240,8 @@ class Project:
     def _split(
         self, selected: list[str], fps: dict[str, str], state: State, full: bool
     ) -> tuple[list[str], list[str]]:
-        to_run, cached = [], []
+        to_run: list[str] = []
+        cached: list[str] = []
         for node_id in selected:
             entry = state.entries.get(node_id)
             fresh = (
@@ -341,11 +346,14 @@ class Project:
         mode: str,
         fallback: list[State],
         export_root: Path | None = None,
+        result: RunResult | None = None,
     ) -> RunResult:
         """Build ``to_run`` into ``generation`` and record them in ``state``.
 
         Inputs outside ``to_run`` are read where ``state`` (then each of
-        ``fallback``) says their output is.
+        ``fallback``) says their output is. A ``cached`` node found only in a
+        fallback state is read there in place, not linked into ``generation``.
+        ``result`` is the object to fill (an environment passes its own kind).
         """
         started = time.perf_counter()
         input_path = self._input_resolver(dag, [state, *fallback])
@@ -378,10 +386,15 @@ class Project:
                 len(dag.nodes),
             )
         )
-        result = RunResult(self.name, env, mode, workers, dag.layer_count)
+        result = result or RunResult(self.name, env, mode, workers, dag.layer_count)
         for node_id in cached:
-            entry = state.entries[node_id]
-            self.store.publish(generation, node_id, self.target / entry.snapshot)
+            entry = state.entries.get(node_id)
+            if entry is None:
+                entry = next(
+                    s.entries[node_id] for s in fallback if node_id in s.entries
+                )
+            else:
+                self.store.publish(generation, node_id, self.target / entry.snapshot)
             result.nodes[node_id] = NodeResult(
                 node_id, dag.layer[node_id], "cached", entry.rows
             )
@@ -399,7 +412,7 @@ class Project:
                 columns=built.columns,
                 seconds=round(built.seconds, 4),
                 finished_at=time.time(),
-                node=_node_record(task.node),
+                node=node_record(task.node),
             )
             saver.changed()
 
@@ -424,14 +437,14 @@ class Project:
         if node.export is None:
             return None
         relative = Path(node.export[0])
-        if relative.is_absolute() and export_root is None:
-            return relative
-        base = export_root or self.root
-        return base / (
-            relative.relative_to(relative.anchor)
-            if relative.is_absolute()
-            else relative
-        )
+        if export_root is None:
+            return relative if relative.is_absolute() else self.root / relative
+        inside = relative
+        if relative.is_absolute():
+            inside = relative.relative_to(relative.anchor)
+        if inside.parts[:1] == ("target",):
+            inside = Path(*inside.parts[1:])
+        return export_root / inside
 
     def output_path(self, node: str, env: str = PRODUCTION) -> Path:
         """The Parquet file holding a node's current output in an environment."""
@@ -462,7 +475,8 @@ def _states(store: Store, env: str) -> list[State]:
     return states
 
 
-def _node_record(node: Node) -> dict[str, Any]:
+def node_record(node: Node) -> dict[str, Any]:
+    """The definition a state entry keeps beside a node's output."""
     return {
         "file": node.file,
         "line": node.line,

@@ -26,7 +26,7 @@ def quote_literal(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse(sql: str) -> tuple[exp.Expression, ...] | None:
+def _parse(sql: str) -> tuple[exp.Expr, ...] | None:
     try:
         return tuple(e for e in sqlglot.parse(sql, read="duckdb") if e is not None)
     except SqlglotError as error:
