@@ -137,7 +137,13 @@ def build_parser(notebook: bool = False) -> ArgumentParser:
         project = commands.add_parser(
             "project", help="load the project the notebook works on"
         )
-        project.add_argument("path", nargs="?", default=".", metavar="PATH")
+        project.add_argument(
+            "path",
+            nargs="?",
+            metavar="PATH",
+            help="project folder (default: the notebook's project, else the "
+            "working folder)",
+        )
     return parser
 
 

@@ -149,7 +149,9 @@ class SeeknalMagics(Magics):
 
     def _command(self, args: Any) -> Any:
         if args.command == "project":
-            return self.use_project(args.path)
+            if args.path is None and self.project is not None:
+                return self.project
+            return self.use_project(args.path or ".")
         if args.command == "init":
             made = cli.dispatch(args, None, None)
             self.project = Project(made.folder)

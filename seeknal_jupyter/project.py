@@ -157,6 +157,9 @@ class ExecutionPlan:
                 lines.append(f"  [{state}] {node_id}{arrow}")
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        return str(self)
+
     def _repr_html_(self) -> str:
         return f"<pre>{html.escape(str(self))}</pre>"
 
