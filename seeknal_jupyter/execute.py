@@ -367,6 +367,14 @@ class Executor:
             with self._busy_lock:
                 self._busy.pop(task.node_id, None)
 
+    def _stop(self, running: dict[Future[Outcome], str]) -> None:
+        """Interrupt workers still running when the loop ends by an exception."""
+        pending = [f for f in running if not f.done()]
+        while pending:
+            self.cancel.set()
+            self._interrupt_running()
+            pending = list(wait(pending, timeout=self.tick_seconds).not_done)
+
     def _interrupt_running(self) -> None:
         with self._busy_lock:
             for conn in self._busy.values():
@@ -441,7 +449,7 @@ class Executor:
                     done = set()
                 self._flush_events()
                 self.reporters.tick()
-                if self.cancel.is_set() and stopping != "cancel":
+                if self.cancel.is_set():
                     stopping = "cancel"
                     self._interrupt_running()
                 for future in done:
@@ -464,6 +472,7 @@ class Executor:
                         if self.fail_fast and not stopping:
                             stopping = "fail-fast"
         finally:
+            self._stop(running)
             pool.shutdown(wait=True)
             self._flush_events()
             self.connections.close_all()
