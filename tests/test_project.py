@@ -1,0 +1,488 @@
+"""Tests of the Project API: plan manifest, incremental runs, selection, readers,
+feature groups, exposures and the project lock, on real files and DuckDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from seeknal_jupyter.errors import LockedError, RunFailed, UsageError
+from seeknal_jupyter.fingerprint import fingerprints
+from seeknal_jupyter.project import Project
+
+NUMBERS = "n,label\n1,one\n2,two\n3,three\n"
+SOURCE = """\
+kind: source
+name: numbers
+tags: [raw]
+source: csv
+table: data/numbers.csv
+schema:
+  - {name: n, data_type: integer}
+  - {name: label, data_type: string}
+"""
+CHAIN = """\
+kind: transform
+name: doubled
+inputs: [{ref: source.numbers}]
+transform: SELECT n, n * 2 AS n2 FROM numbers
+---
+kind: transform
+name: total
+tags: [daily]
+inputs: [{ref: transform.doubled}]
+transform: SELECT SUM(n2) AS total FROM doubled
+---
+kind: source
+name: other
+source: csv
+table: data/other.csv
+---
+kind: transform
+name: other_count
+tags: [daily]
+transform: SELECT COUNT(*) AS c FROM source.other
+"""
+
+
+def write_project(
+    root: Path, *documents: str, data: dict[str, str] | None = None
+) -> Path:
+    (root / "seeknal").mkdir(parents=True, exist_ok=True)
+    (root / "data").mkdir(exist_ok=True)
+    files = {"numbers.csv": NUMBERS, "other.csv": "x\n1\n2\n"} | (data or {})
+    for name, text in files.items():
+        (root / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "data" / name).write_text(text)
+    (root / "seeknal" / "nodes.yml").write_text("---\n".join(documents))
+    return root
+
+
+def edit(root: Path, old: str, new: str) -> None:
+    path = root / "seeknal" / "nodes.yml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def output(project: Project, node: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect() as conn:
+        path = project.output_path(node)
+        return conn.execute(
+            f"SELECT * FROM read_parquet('{path}') ORDER BY ALL"
+        ).fetchall()
+
+
+def parquet_columns(path: Path) -> list[tuple[str, str]]:
+    with duckdb.connect() as conn:
+        rows = conn.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}')")
+        return [(r[0], r[1]) for r in rows.fetchall()]
+
+
+def ran(result: Any) -> set[str]:
+    return {n for n, s in result.statuses().items() if s == "success"}
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Path:
+    return write_project(tmp_path, SOURCE, CHAIN)
+
+
+def test_plan_writes_the_manifest(chain: Path) -> None:
+    project = Project(chain)
+
+    manifest = project.plan()
+
+    written = json.loads((chain / "target" / "manifest.json").read_text())
+    assert written["project"] == chain.name
+    assert list(written["nodes"]) == list(manifest.dag.order)
+    assert sorted(map(tuple, written["edges"])) == [
+        ("source.numbers", "transform.doubled"),
+        ("source.other", "transform.other_count"),
+        ("transform.doubled", "transform.total"),
+    ]
+    assert written["layers"] == [
+        ["source.numbers", "source.other"],
+        ["transform.doubled", "transform.other_count"],
+        ["transform.total"],
+    ]
+    expected = fingerprints(project.dag(), chain)
+    assert {n: v["fingerprint"] for n, v in written["nodes"].items()} == expected
+    total = written["nodes"]["transform.total"]
+    assert total["inputs"] == ["transform.doubled"]
+    assert (total["layer"], total["file"], total["tags"]) == (
+        2,
+        "seeknal/nodes.yml",
+        ["daily"],
+    )
+    assert str(manifest).splitlines()[2] == "Nodes: 5  Edges: 3  Layers: 3"
+    assert not (chain / "target" / "snapshots").exists()
+
+
+def test_second_run_is_all_cached(chain: Path) -> None:
+    project = Project(chain)
+    assert ran(project.run()) == set(project.dag().order)
+
+    again = project.run(parallel=True)
+
+    assert set(again.statuses().values()) == {"cached"}
+    assert again.nodes["transform.total"].rows == 1
+    assert output(project, "total") == [(12,)]
+
+
+def test_touching_a_data_file_reruns_it_and_its_downstream_only(chain: Path) -> None:
+    project = Project(chain)
+    project.run()
+    data = chain / "data" / "numbers.csv"
+    stat = data.stat()
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+
+    result = project.run()
+
+    assert ran(result) == {"source.numbers", "transform.doubled", "transform.total"}
+    assert result.count("cached") == 2
+
+
+def test_changed_data_is_picked_up(chain: Path) -> None:
+    project = Project(chain)
+    project.run()
+    (chain / "data" / "numbers.csv").write_text(NUMBERS + "10,ten\n")
+
+    project.run()
+
+    assert output(project, "total") == [(32,)]
+
+
+def test_formatting_comment_and_metadata_edits_do_not_rerun(chain: Path) -> None:
+    project = Project(chain)
+    project.run()
+    edit(
+        chain,
+        "transform: SELECT SUM(n2) AS total FROM doubled",
+        "description: the sum\nowner: me\ntransform: |\n  -- add them up\n"
+        "  select   sum(n2)   as total\n  /* all rows */\n  from doubled\n",
+    )
+    edit(chain, "tags: [raw]", "tags: [raw, renamed]")
+
+    result = project.run()
+
+    assert set(result.statuses().values()) == {"cached"}
+
+
+def test_full_reruns_everything(chain: Path) -> None:
+    project = Project(chain)
+    project.run()
+
+    result = project.run(full=True, max_workers=3)
+
+    assert ran(result) == set(project.dag().order)
+    assert result.mode == "full"
+
+
+def test_a_deleted_output_is_rebuilt(chain: Path) -> None:
+    project = Project(chain)
+    project.run()
+    project.output_path("doubled").unlink()
+
+    result = project.run()
+
+    assert ran(result) == {"transform.doubled"}
+    assert output(project, "doubled") == [(1, 2), (2, 4), (3, 6)]
+
+
+@pytest.mark.parametrize(
+    ("selection", "expected"),
+    [
+        ({"nodes": ["doubled"]}, {"transform.doubled"}),
+        ({"nodes": ["transform.doubled"]}, {"transform.doubled"}),
+        (
+            {"nodes": ["+doubled"]},
+            {"source.numbers", "transform.doubled"},
+        ),
+        ({"nodes": ["doubled+"]}, {"transform.doubled", "transform.total"}),
+        (
+            {"nodes": ["+total", "other"]},
+            {"source.numbers", "transform.doubled", "transform.total", "source.other"},
+        ),
+        ({"tags": ["daily"]}, {"transform.total", "transform.other_count"}),
+        ({"types": ["source"]}, {"source.numbers", "source.other"}),
+        (
+            {"tags": ["raw"], "types": ["transform"]},
+            {
+                "source.numbers",
+                "transform.doubled",
+                "transform.total",
+                "transform.other_count",
+            },
+        ),
+    ],
+)
+def test_selection(
+    chain: Path, selection: dict[str, list[str]], expected: set[str]
+) -> None:
+    project = Project(chain)
+    project.run()
+
+    result = project.run(full=True, **selection)
+
+    assert set(result.nodes) == expected
+    assert ran(result) == expected
+
+
+def test_selecting_a_node_whose_input_never_ran_is_a_usage_error(chain: Path) -> None:
+    with pytest.raises(
+        UsageError, match="input transform.doubled .* has no output yet"
+    ):
+        Project(chain).run(nodes=["total"])
+    with pytest.raises(UsageError, match="no node named 'nope'"):
+        Project(chain).run(nodes=["nope"])
+
+
+def test_execution_plan_runs_nothing(chain: Path) -> None:
+    project = Project(chain)
+
+    plan = project.execution_plan(parallel=True, max_workers=2)
+
+    text = str(plan)
+    assert text.splitlines()[0] == (
+        "Execution plan (incremental, 2 workers): 5 to run, 0 cached"
+    )
+    assert "Layer 1: 2 node(s) (no inputs)" in text
+    assert "  [run   ] transform.total <- transform.doubled" in text
+    assert not (chain / "target" / "snapshots").exists()
+    project.run(nodes=["+doubled"])
+    text = str(project.execution_plan())
+    assert "  [cached] transform.doubled <- source.numbers" in text
+    assert "3 to run, 2 cached" in text
+    assert ran(project.run()) == {
+        "transform.total",
+        "source.other",
+        "transform.other_count",
+    }
+
+
+FEATURE_GROUP = """\
+kind: source
+name: events
+source: csv
+table: data/events.csv
+---
+kind: feature_group
+name: user_features
+inputs: [{ref: source.events}]
+entity: {name: user, join_keys: [user_id]}
+materialization: {event_time_col: ts}
+transform: |
+  SELECT amount * 2 AS amount2, note, ts, user_id,
+         COUNT(*) OVER (PARTITION BY user_id) AS events
+  FROM events
+features:
+  events: {dtype: integer}
+  amount2: {dtype: double}
+  big: {dtype: boolean}
+"""
+
+
+def test_feature_group_output_follows_its_contract(tmp_path: Path) -> None:
+    events = "user_id,ts,amount,note\n1,2024-01-01 10:00:00,5,a\n1,2024-01-02,7,b\n"
+    events += "2,2024-01-03,1,c\n"
+    group = FEATURE_GROUP.replace("COUNT(*) OVER", "amount > 4 AS big, COUNT(*) OVER")
+    root = write_project(tmp_path, group, data={"events.csv": events})
+    project = Project(root)
+
+    project.run()
+
+    assert parquet_columns(project.output_path("user_features")) == [
+        ("user_id", "BIGINT"),
+        ("ts", "TIMESTAMP"),
+        ("events", "INTEGER"),
+        ("amount2", "DOUBLE"),
+        ("big", "BOOLEAN"),
+    ]
+    rows = output(project, "user_features")
+    assert [(r[0], r[2], r[3], r[4]) for r in rows] == [
+        (1, 2, 10.0, True),
+        (1, 2, 14.0, True),
+        (2, 1, 2.0, False),
+    ]
+
+
+def test_feature_group_with_one_input_and_no_transform(tmp_path: Path) -> None:
+    group = (
+        "kind: feature_group\nname: labels\ninputs: [{ref: source.numbers}]\n"
+        "entity: {name: number, join_keys: [n]}\nfeatures: {label: {dtype: string}}\n"
+    )
+    project = Project(write_project(tmp_path, SOURCE, group))
+
+    project.run()
+
+    assert output(project, "labels") == [(1, "one"), (2, "two"), (3, "three")]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_file_exposure_is_written_to_its_path(tmp_path: Path, fmt: str) -> None:
+    exposure = (
+        f"kind: exposure\nname: export\ntype: file\n"
+        f"params: {{path: exports/deep/numbers.{fmt}, format: {fmt}}}\n"
+        "inputs: [{ref: source.numbers}]\n"
+    )
+    project = Project(write_project(tmp_path, SOURCE, exposure))
+
+    project.run()
+
+    written = tmp_path / "exports" / "deep" / f"numbers.{fmt}"
+    reader = "read_parquet" if fmt == "parquet" else "read_csv"
+    with duckdb.connect() as conn:
+        rows = conn.execute(f"SELECT * FROM {reader}('{written}') ORDER BY n")
+        assert rows.fetchall() == [(1, "one"), (2, "two"), (3, "three")]
+    assert output(project, "export") == [(1, "one"), (2, "two"), (3, "three")]
+    assert not list(written.parent.glob(".*"))
+
+
+def test_bare_names_and_ambiguous_names(tmp_path: Path) -> None:
+    same_name = (
+        "kind: transform\nname: numbers\ninputs: [{ref: source.numbers}]\n"
+        "transform: SELECT n + 100 AS n FROM source.numbers\n"
+    )
+    paired = (
+        "kind: transform\nname: paired\n"
+        "inputs: [{ref: source.numbers}, {ref: transform.numbers}]\n"
+        "transform: |\n  SELECT s.n AS a, t.n AS b FROM source.numbers AS s\n"
+        "  JOIN transform.numbers AS t ON t.n = s.n + 100\n"
+    )
+    bare = (
+        "kind: transform\nname: bare\ninputs: [{ref: paired}]\n"
+        "transform: SELECT a + b AS c FROM paired\n"
+    )
+    project = Project(write_project(tmp_path, SOURCE, same_name, paired, bare))
+
+    project.run()
+
+    assert output(project, "paired") == [(1, 101), (2, 102), (3, 103)]
+    assert output(project, "bare") == [(102,), (104,), (106,)]
+    assert project.dag().nodes["transform.bare"].inputs == ("transform.paired",)
+
+
+def test_csv_parquet_json_and_glob_sources(tmp_path: Path) -> None:
+    with duckdb.connect() as conn:
+        (tmp_path / "data").mkdir()
+        conn.execute(
+            "COPY (SELECT range AS id, range * 1.5 AS score FROM range(4)) "
+            f"TO '{tmp_path / 'data' / 'scores.parquet'}'"
+        )
+    sources = textwrap.dedent("""\
+        kind: source
+        name: semicolons
+        source: csv
+        table: data/semicolons.csv
+        params: {delimiter: ";", header: true}
+        ---
+        kind: source
+        name: scores
+        source: parquet
+        table: data/scores.parquet
+        ---
+        kind: source
+        name: records
+        source: json
+        table: data/records.json
+        ---
+        kind: source
+        name: lines
+        source: json
+        table: data/lines.ndjson
+        ---
+        kind: source
+        name: parts
+        source: csv
+        table: data/parts/*.csv
+        schema:
+          - {name: id, data_type: bigint}
+          - {name: price, data_type: "decimal(10,2)"}
+        """)
+    data = {
+        "semicolons.csv": "a;b\n1;x,y\n2;z\n",
+        "records.json": '[{"k": 1, "s": "a"}, {"k": 2, "s": "b"}]',
+        "lines.ndjson": '{"k": 3, "s": "c"}\n{"k": 4, "s": "d"}\n',
+        "parts/p1.csv": "id,price\n1,9.99\n",
+        "parts/p2.csv": "id,price\n2,0.5\n",
+    }
+    project = Project(write_project(tmp_path, sources, data=data))
+
+    project.run(parallel=True)
+
+    assert output(project, "semicolons") == [(1, "x,y"), (2, "z")]
+    assert output(project, "scores") == [(0, 0.0), (1, 1.5), (2, 3.0), (3, 4.5)]
+    assert output(project, "records") == [(1, "a"), (2, "b")]
+    assert output(project, "lines") == [(3, "c"), (4, "d")]
+    assert parquet_columns(project.output_path("parts")) == [
+        ("id", "BIGINT"),
+        ("price", "DECIMAL(10,2)"),
+    ]
+    assert [r[0] for r in output(project, "parts")] == [1, 2]
+
+    (tmp_path / "data" / "parts" / "p3.csv").write_text("id,price\n3,1\n")
+    result = project.run()
+
+    assert ran(result) == {"source.parts"}
+    assert [r[0] for r in output(project, "parts")] == [1, 2, 3]
+
+
+def test_a_missing_data_file_fails_only_its_node(chain: Path) -> None:
+    (chain / "data" / "other.csv").unlink()
+    project = Project(chain)
+
+    with pytest.raises(RunFailed) as failure:
+        project.run()
+
+    result = failure.value.result
+    assert result.statuses()["source.other"] == "failed"
+    assert "data file data/other.csv not found" in result.nodes["source.other"].error
+    assert result.statuses()["transform.other_count"] == "skipped"
+    assert result.statuses()["transform.total"] == "success"
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from seeknal_jupyter.store import Store
+with Store(Path(sys.argv[1])).writing("test holder"):
+    print("locked", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_second_process_is_refused_with_the_holder_named(chain: Path) -> None:
+    project = Project(chain)
+    project.run()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(chain / "target")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+
+        with pytest.raises(LockedError) as error:
+            project.run(full=True)
+        with pytest.raises(LockedError):
+            project.plan()
+
+        message = str(error.value)
+        assert f"process {holder.pid} ('test holder', since " in message
+        assert "reading outputs is always allowed" in message
+        assert output(project, "total") == [(12,)]
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(10)
+    assert set(project.run().statuses().values()) == {"cached"}
