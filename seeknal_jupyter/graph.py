@@ -119,12 +119,11 @@ def plan_nodes(dag: Dag, classes: Mapping[str, str]) -> list[DrawNode]:
 def change_classes(project: Project, env: str) -> dict[str, str]:
     """Each node's change class in the saved plan of ``env``.
 
-    It reads the plan through ``seeknal_jupyter.environments.load_plan(project,
-    env)``, whose result maps node ids to classes through ``classes()`` (or is
-    such a mapping itself).
+    It reads the plan through ``seeknal_jupyter.environments.load_plan``.
 
     Raises:
-        UsageError: environments are not available in this installation.
+        UsageError: environments are not available in this installation, or
+            ``env`` has no plan.
     """
     load_plan = getattr(
         optional_module("seeknal_jupyter.environments"), "load_plan", None
@@ -134,9 +133,8 @@ def change_classes(project: Project, env: str) -> dict[str, str]:
             "dag --plan needs environments, which this installation does not have; "
             "draw the plain DAG with 'dag'"
         )
-    plan = load_plan(project, env)
-    classes = plan.classes() if hasattr(plan, "classes") else plan
-    return {str(node_id): str(change) for node_id, change in dict(classes).items()}
+    classes: dict[str, str] = load_plan(project, env).classes()
+    return classes
 
 
 def optional_module(name: str) -> object | None:

@@ -484,7 +484,6 @@ def load_ipython_extension(ipython: Any) -> None:
     """Register ``%seeknal`` and ``%%seeknal_node`` (``%load_ext seeknal_jupyter``)."""
     magics = SeeknalMagics(shell=ipython)
     ipython.register_magics(magics)
-    ipython.configurables.append(magics)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -496,5 +495,4 @@ def unload_ipython_extension(ipython: Any) -> None:
     for kind, table in magics.magics.items():
         for name in table:
             manager.magics[kind].pop(name, None)
-    if magics in ipython.configurables:
-        ipython.configurables.remove(magics)
+    ipython.configurables[:] = [c for c in ipython.configurables if c is not magics]

@@ -1,0 +1,560 @@
+"""The %seeknal and %%seeknal_node magics on a real IPython shell."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import shutil
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.testing.globalipapp import start_ipython
+from IPython.utils.capture import capture_output
+
+from seeknal_jupyter import cli
+from seeknal_jupyter.examples import init_example
+from seeknal_jupyter.magics import SeeknalMagics, dump_document
+from seeknal_jupyter.project import Project
+from seeknal_jupyter.render import DagPicture
+from seeknal_jupyter.report import RunResult, TextReporter
+from seeknal_jupyter.yamlfile import read_yaml
+
+FRAUD_IDS = 15
+
+
+@pytest.fixture(scope="session")
+def fraud_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return init_example("fraud-detection", tmp_path_factory.mktemp("template") / "p")
+
+
+@pytest.fixture
+def fraud(fraud_template: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(fraud_template, tmp_path / "fraud"))
+
+
+@pytest.fixture
+def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    shell = shell_instance()
+    monkeypatch.chdir(tmp_path)
+    shell.run_line_magic("load_ext", "seeknal_jupyter")
+    yield shell
+    shell.run_line_magic("unload_ext", "seeknal_jupyter")
+    shell.config.pop("SeeknalMagics", None)
+
+
+def shell_instance() -> Any:
+    """IPython's test shell (a real TerminalInteractiveShell), started once."""
+    start_ipython()
+    return InteractiveShell.instance()
+
+
+def magics(shell: Any) -> SeeknalMagics:
+    return shell.magics_manager.registry["SeeknalMagics"]
+
+
+def seeknal(shell: Any, line: str) -> Any:
+    return shell.run_line_magic("seeknal", line)
+
+
+def node_cell(shell: Any, line: str, body: str) -> str:
+    """Run a %%seeknal_node cell; return the first line it printed."""
+    out = io.StringIO()
+    with redirect_stdout(out):
+        shell.run_cell_magic("seeknal_node", line, body)
+    return out.getvalue().splitlines()[0]
+
+
+def failing_cell(shell: Any, code: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """Run a cell that must fail; return what it printed on stderr."""
+    capsys.readouterr()
+    result = shell.run_cell(code)
+    assert isinstance(result.error_in_exec, UsageError), result.error_in_exec
+    return capsys.readouterr().err
+
+
+def test_load_and_unload_register_and_remove_the_magics() -> None:
+    shell = shell_instance()
+    shell.run_line_magic("load_ext", "seeknal_jupyter")
+    assert "seeknal" in shell.magics_manager.magics["line"]
+    assert "seeknal_node" in shell.magics_manager.magics["cell"]
+    loaded = magics(shell)
+    assert loaded in shell.configurables
+
+    shell.run_line_magic("unload_ext", "seeknal_jupyter")
+
+    assert "seeknal" not in shell.magics_manager.magics["line"]
+    assert "seeknal_node" not in shell.magics_manager.magics["cell"]
+    assert "SeeknalMagics" not in shell.magics_manager.registry
+    assert loaded not in shell.configurables
+    shell.run_line_magic("load_ext", "seeknal_jupyter")
+    assert magics(shell) is not loaded
+    shell.run_line_magic("unload_ext", "seeknal_jupyter")
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _sample(action: argparse.Action) -> list[str]:
+    """A value the action accepts, as command-line words."""
+    if action.nargs == 0:
+        return []
+    if action.choices:
+        return [min(action.choices)]
+    if action.type is int:
+        return ["2"]
+    return [action.dest.upper()]
+
+
+def command_lines(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
+    """Each sub-command with its positionals, once per option and with all of them."""
+    for name, sub in _subcommands(parser).items():
+        words = (*prefix, name)
+        if _subcommands(sub):
+            yield from command_lines(sub, words)
+            continue
+        positionals = [
+            word
+            for action in sub._actions
+            if not action.option_strings
+            for word in _sample(action)
+        ]
+        options = [
+            [option, *_sample(action)]
+            for action in sub._actions
+            if action.option_strings and action.dest != "help"
+            for option in action.option_strings
+        ]
+        required = [
+            [action.option_strings[0], *_sample(action)]
+            for action in sub._actions
+            if action.option_strings and action.required
+        ]
+        base = [*words, *positionals, *(w for r in required for w in r)]
+        yield base
+        for option in options:
+            yield [*base, *option]
+        yield ["-v", *base, *(w for o in options for w in o if o not in required)]
+
+
+def test_every_command_line_parses_the_same_in_the_magic() -> None:
+    lines = list(command_lines(cli.build_parser()))
+    commands = {line[0] for line in lines} | {
+        line[1] for line in lines if line[0] == "-v"
+    }
+    assert {"init", "plan", "parse", "run", "show", "dag"} <= commands
+    assert any("--max-workers" in line for line in lines)
+    for words in lines:
+        shell_args = cli.parse(words)
+        magic_args = cli.parse(" ".join(words), notebook=True)
+        assert vars(shell_args) == vars(magic_args), words
+    notebook_only = set(_subcommands(cli.build_parser(notebook=True))) - set(
+        _subcommands(cli.build_parser())
+    )
+    assert "project" in notebook_only
+
+
+def _cli(capsys: pytest.CaptureFixture[str], line: str, project: Path) -> str:
+    capsys.readouterr()
+    status = cli.main([*line.split(), "--project", str(project)])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    return out
+
+
+def _cached(project: Path) -> list[str]:
+    return Project(project).execution_plan().cached
+
+
+def test_the_command_line_and_the_magic_do_the_same(
+    ip: Any,
+    fraud: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    twin = Path(shutil.copytree(fraud, tmp_path / "twin"))
+    seeknal(ip, f"project {twin}")
+
+    printed = _cli(capsys, "plan", fraud)
+    manifest = seeknal(ip, "plan")
+    assert "Nodes: 15  Edges: 16  Layers: 4" in printed
+    assert "Nodes: 15  Edges: 16  Layers: 4" in str(manifest)
+
+    printed = _cli(capsys, "run --dry-run --max-workers 3", fraud)
+    assert printed.strip() == str(seeknal(ip, "run --dry-run --max-workers 3"))
+
+    for line in (
+        "run --parallel --max-workers 2 --nodes +txn_features",
+        "run --types source --tags fraud",
+        "run --fail-fast --nodes txn_enriched+",
+    ):
+        _cli(capsys, line, fraud)
+        with capture_output():
+            result = seeknal(ip, line)
+        assert isinstance(result, RunResult)
+        assert result.ok
+        assert _cached(fraud) == _cached(twin), line
+    assert len(_cached(twin)) == FRAUD_IDS
+
+    printed = _cli(capsys, "show training_data --limit 3", fraud)
+    frame = seeknal(ip, "show training_data --limit 3")
+    assert isinstance(frame, pd.DataFrame)
+    assert printed.strip() == str(frame).strip()
+
+    _cli(capsys, f"dag --output {tmp_path / 'cli.svg'}", fraud)
+    picture = seeknal(ip, f"dag --output {tmp_path / 'magic.svg'}")
+    assert isinstance(picture, DagPicture)
+    for svg in ("cli.svg", "magic.svg"):
+        assert _drawn_nodes((tmp_path / svg).read_text()) == FRAUD_IDS
+
+
+def _drawn_nodes(svg: str) -> int:
+    titles = re.findall(r'<g id="node\d+" class="node">\s*<title>([^<]*)</title>', svg)
+    return sum(1 for t in titles if not t.startswith("__legend__"))
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("%seeknal", "the following arguments are required: COMMAND"),
+        ("%seeknal fly", "invalid choice: 'fly'"),
+        ("%seeknal run --bogus", "unrecognized arguments: --bogus"),
+        ("%seeknal run --max-workers many", "invalid int value: 'many'"),
+        ("%seeknal show", "the following arguments are required: NODE"),
+        ("%seeknal run --nodes 'unclosed", "No closing quotation"),
+        ("%seeknal run --max-workers 0", "--max-workers must be 1 or more, got 0"),
+        ("%seeknal show no_such_node", "no node named 'no_such_node'"),
+        ("%seeknal project /no/such/folder", "/no/such/folder does not exist"),
+        ("%%seeknal_node transform\nSELECT 1", "the following arguments are required"),
+    ],
+)
+def test_usage_errors_are_one_line(
+    ip: Any, fraud: Path, capsys: pytest.CaptureFixture[str], line: str, expected: str
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    err = failing_cell(ip, line, capsys)
+    assert expected in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_a_broken_project_lists_its_problems_without_a_traceback(
+    ip: Any, fraud: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    node_file = fraud / "seeknal/transforms/10_transform_merchant_risk.yml"
+    node_file.write_text(
+        node_file.read_text().replace("ref: source.merchant_data", "ref: merchant_dta")
+    )
+    err = failing_cell(ip, "%seeknal plan", capsys)
+    assert "Traceback" not in err
+    assert "1 problem in the project" in err
+    assert "10_transform_merchant_risk.yml" in err
+    assert "unknown input 'merchant_dta'" in err
+    assert "did you mean" in err
+
+
+def test_init_makes_the_new_project_current(ip: Any, tmp_path: Path) -> None:
+    with capture_output() as shown:
+        made = seeknal(ip, "init --example fraud-detection fresh")
+    assert made.folder == tmp_path / "fresh"
+    assert "It is now the notebook's project" in shown.stdout
+    assert magics(ip).project is not None
+    assert magics(ip).project.root == tmp_path / "fresh"
+    assert len(seeknal(ip, "plan").dag.nodes) == FRAUD_IDS
+
+
+def test_project_is_loaded_once_and_picks_up_yaml_edits(
+    ip: Any, fraud: Path, tmp_path: Path
+) -> None:
+    with capture_output() as shown:
+        project = seeknal(ip, f"project {fraud}")
+    assert isinstance(project, Project)
+    assert shown.stdout.strip() == (f"Project fraud at {fraud}: 15 nodes in 4 layers")
+    assert seeknal(ip, "project") is project
+
+    (fraud / "seeknal/transforms/99_extra.yml").write_text(
+        "kind: transform\nname: extra\ninputs:\n  - ref: source.card_data\n"
+        "transform: SELECT card_id FROM source.card_data\n"
+    )
+    manifest = seeknal(ip, "plan")
+    assert len(manifest.dag.nodes) == FRAUD_IDS + 1
+    assert magics(ip).project is project
+
+
+def test_the_working_folder_is_the_default_project(
+    ip: Any, fraud: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(fraud)
+    assert len(seeknal(ip, "plan").dag.nodes) == FRAUD_IDS
+    assert magics(ip).project is not None
+    assert magics(ip).project.root == fraud
+
+
+def test_run_returns_the_result_and_a_failure_shows_the_summary(
+    ip: Any, fraud: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        ip.display_formatter, "active_types", ["text/plain", "text/html"]
+    )
+    seeknal(ip, f"project {fraud}")
+    with capture_output() as shown:
+        result = seeknal(ip, "run --parallel")
+    assert isinstance(result, RunResult)
+    assert result.count("success") == FRAUD_IDS
+    assert "[15/15] SUCCESS" in shown.stdout
+    assert magics(ip).last_result is result
+
+    node_cell(
+        ip,
+        "transform card_feed --inputs card_data",
+        "SELECT card_id, error('card feed is down') AS status FROM card_data",
+    )
+    with capture_output(display=True) as shown:
+        failed = ip.run_cell("%seeknal run --parallel")
+    assert isinstance(failed.error_in_exec, UsageError)
+    assert str(failed.error_in_exec).startswith(
+        "Run FAILED: 15 cached, 1 failed of 16 nodes"
+    )
+    assert "\n" not in str(failed.error_in_exec)
+    summaries = [o.data["text/html"] for o in shown.outputs if "text/html" in o.data]
+    assert len(summaries) == 1
+    assert "card feed is down" in summaries[0]
+    assert magics(ip).last_result is not None
+    assert magics(ip).last_result.statuses()["transform.card_feed"] == "failed"
+
+
+def test_show_returns_a_dataframe(ip: Any, fraud: Path) -> None:
+    seeknal(ip, f"project {fraud}")
+    with capture_output():
+        seeknal(ip, "run --parallel")
+    frame = seeknal(ip, "show txn_enriched --limit 7")
+    assert isinstance(frame, pd.DataFrame)
+    assert len(frame) == 7
+    assert "amount_zscore" in frame.columns
+    assert len(seeknal(ip, "show source.transactions --limit 10000")) == 10_000
+
+
+def test_dag_draws_kinds_then_statuses_after_a_run(ip: Any, fraud: Path) -> None:
+    seeknal(ip, f"project {fraud}")
+    picture = seeknal(ip, "dag")
+    assert isinstance(picture, DagPicture)
+    assert picture.svg is not None
+    assert _drawn_nodes(picture.svg) == FRAUD_IDS
+    assert "success" not in picture.text
+
+    with capture_output():
+        result = seeknal(ip, "run --parallel")
+    picture = seeknal(ip, "dag")
+    assert picture.text.count("[success · ") == FRAUD_IDS
+    assert result.critical_path
+    for node_id in result.critical_path:
+        assert re.search(rf"{re.escape(node_id)}\b.*critical", picture.text)
+    assert picture.text.count("critical") == len(result.critical_path)
+
+
+def test_dag_falls_back_to_text_with_the_text_engine(ip: Any, fraud: Path) -> None:
+    seeknal(ip, f"project {fraud}")
+    ip.run_line_magic("config", "SeeknalMagics.dag_engine = 'text'")
+    picture = seeknal(ip, "dag")
+    assert picture.svg is None
+    assert picture.engine == "text"
+    assert "15 nodes in 4 layers" in picture.text
+
+
+def test_config_sets_the_default_worker_count_and_progress(
+    ip: Any, fraud: Path
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    ip.run_line_magic("config", "SeeknalMagics.max_workers = 3")
+    assert magics(ip).max_workers == 3
+    with capture_output():
+        assert seeknal(ip, "run --parallel --full").workers == 3
+        assert seeknal(ip, "run --parallel --full --max-workers 2").workers == 2
+        assert seeknal(ip, "run --full").workers == 1
+
+    assert isinstance(magics(ip)._reporter(), TextReporter)
+    ip.run_line_magic("config", "SeeknalMagics.progress = 'widget'")
+    assert type(magics(ip)._reporter()).__name__ == "ProgressPanel"
+
+
+SPENDERS_SQL = (
+    "SELECT customer_id, sum(amount) AS total\nFROM transactions\nGROUP BY customer_id"
+)
+
+
+def test_a_sql_cell_adds_a_node_and_running_it_again_replaces_it(
+    ip: Any, fraud: Path
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    said = node_cell(ip, "transform spenders --inputs transactions", SPENDERS_SQL)
+    assert said == ("Added transform.spenders: layer 2, inputs source.transactions.")
+    said = node_cell(
+        ip,
+        "transform spenders --inputs source.transactions",
+        SPENDERS_SQL.replace("sum(amount)", "max(amount)"),
+    )
+    assert said.startswith("Replaced transform.spenders (was an earlier cell)")
+
+    project = magics(ip).project
+    assert project is not None
+    assert list(project.cells) == ["transform.spenders"]
+    dag = project.dag()
+    assert len(dag.nodes) == FRAUD_IDS + 1
+    assert "max(amount)" in (dag.nodes["transform.spenders"].sql or "")
+
+
+def test_cell_nodes_and_file_nodes_run_together(ip: Any, fraud: Path) -> None:
+    seeknal(ip, f"project {fraud}")
+    node_cell(ip, "transform spenders --inputs transactions", SPENDERS_SQL)
+    node_cell(
+        ip,
+        "transform spender_ranks --inputs spenders,user_profiles",
+        "SELECT s.customer_id, s.total, u.country,\n"
+        "       rank() OVER (ORDER BY s.total DESC) AS spend_rank\n"
+        "FROM spenders s JOIN user_profiles u USING (customer_id)",
+    )
+    with capture_output():
+        result = seeknal(ip, "run --parallel")
+    assert result.count("success") == FRAUD_IDS + 2
+    assert result.nodes["transform.spender_ranks"].layer == 2
+
+    ranks = seeknal(ip, "show spender_ranks --limit 100000")
+    assert ranks["spend_rank"].min() == 1
+    transactions = Project(fraud).show("source.transactions", limit=None)
+    expected = transactions.groupby("customer_id")["amount"].sum().sort_index()
+    totals = ranks.set_index("customer_id")["total"].sort_index()
+    assert list(totals.index) == list(expected.index)
+    assert (totals - expected).abs().max() < 1e-6
+
+
+def test_a_yaml_cell_defines_a_node_and_replaces_a_file_node(
+    ip: Any, fraud: Path
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    said = node_cell(
+        ip,
+        "transform merchant_risk",
+        "description: merchants only, from a cell\n"
+        "inputs:\n  - ref: source.merchant_data\n"
+        "transform: |\n  SELECT merchant_id FROM source.merchant_data\n",
+    )
+    assert said.startswith(
+        "Replaced transform.merchant_risk (was "
+        "seeknal/transforms/10_transform_merchant_risk.yml:1)"
+    )
+    node = magics(ip).project.dag().nodes["transform.merchant_risk"]
+    assert node.file == "<cell transform.merchant_risk>"
+    assert node.spec["description"] == "merchants only, from a cell"
+    assert node.inputs == ("source.merchant_data",)
+
+
+def test_an_invalid_cell_is_reported_in_one_line_and_not_kept(
+    ip: Any, fraud: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    node_cell(ip, "transform spenders --inputs transactions", SPENDERS_SQL)
+
+    err = failing_cell(
+        ip, "%%seeknal_node transform spenders --inputs transactons\nSELECT 1", capsys
+    )
+    assert err.strip() == (
+        "UsageError: transform.spenders not added: <cell transform.spenders>:1: "
+        "transform.spenders: unknown input 'transactons' (did you mean "
+        "'source.transactions'?)"
+    )
+    kept = magics(ip).project.cells["transform.spenders"][0]
+    assert kept["transform"].startswith("SELECT customer_id")
+
+    err = failing_cell(ip, "%%seeknal_node transform fresh\nkind: source\n", capsys)
+    assert "the body says kind: source, the magic line says transform" in err
+    err = failing_cell(ip, "%%seeknal_node source raw\nSELECT 1", capsys)
+    assert "a source is described in YAML" in err
+    err = failing_cell(ip, "%%seeknal_node transform t\ninputs: [a\n", capsys)
+    assert "invalid YAML" in err
+    assert list(magics(ip).project.cells) == ["transform.spenders"]
+
+
+def test_save_writes_a_file_that_loads_back_to_the_same_node(
+    ip: Any, fraud: Path
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    said = node_cell(
+        ip, "transform spenders --inputs transactions --save", SPENDERS_SQL
+    )
+    assert said.endswith("Saved to seeknal/transforms/spenders.yml.")
+    project = magics(ip).project
+    assert project.cells == {}
+    saved = fraud / "seeknal/transforms/spenders.yml"
+    document = read_yaml(saved.read_text(), "spenders.yml").documents[0].data
+    assert document == {
+        "kind": "transform",
+        "name": "spenders",
+        "inputs": [{"ref": "transactions"}],
+        "transform": SPENDERS_SQL + "\n",
+    }
+    fresh = Project(fraud).dag().nodes["transform.spenders"]
+    assert fresh.file == "seeknal/transforms/spenders.yml"
+    assert fresh.inputs == ("source.transactions",)
+
+    node_cell(
+        ip,
+        "transform merchant_risk --save",
+        "inputs:\n  - ref: source.merchant_data\n"
+        "transform: SELECT merchant_id FROM source.merchant_data\n",
+    )
+    rewritten = fraud / "seeknal/transforms/10_transform_merchant_risk.yml"
+    assert "SELECT merchant_id FROM source.merchant_data" in rewritten.read_text()
+    assert not (fraud / "seeknal/transforms/merchant_risk.yml").exists()
+    assert len(Project(fraud).dag().nodes) == FRAUD_IDS + 1
+
+
+def test_dump_document_keeps_sql_as_a_block() -> None:
+    text = dump_document({"kind": "transform", "transform": "SELECT 1\nFROM t\n"})
+    assert text == "kind: transform\ntransform: |\n  SELECT 1\n  FROM t\n"
+
+
+def test_replacing_a_node_says_how_it_classifies_against_production(
+    ip: Any, fraud: Path
+) -> None:
+    pytest.importorskip("seeknal_jupyter.environments")
+    seeknal(ip, f"project {fraud}")
+    with capture_output():
+        seeknal(ip, "run --parallel")
+    text = (fraud / "seeknal/transforms/10_transform_merchant_risk.yml").read_text()
+    out = io.StringIO()
+    with redirect_stdout(out):
+        ip.run_cell_magic(
+            "seeknal_node",
+            "transform merchant_risk",
+            text.replace("owner: ", "owner: cell-", 1),
+        )
+    said = out.getvalue().splitlines()
+    assert said[0].startswith("Replaced transform.merchant_risk (was seeknal/")
+    assert said[1].startswith("transform.merchant_risk against production: METADATA")
+
+
+def test_dag_with_a_plan_colours_nodes_by_change_class(ip: Any, fraud: Path) -> None:
+    pytest.importorskip("seeknal_jupyter.environments")
+    seeknal(ip, f"project {fraud}")
+    with capture_output():
+        seeknal(ip, "run --parallel")
+    node_file = fraud / "seeknal/feature_groups/14_feature_group_user_risk.yml"
+    node_file.write_text(node_file.read_text().replace("owner:", "owner: x\n#", 1))
+    with capture_output():
+        seeknal(ip, "plan dev")
+    picture = seeknal(ip, "dag --plan dev")
+    assert picture.svg is not None
+    assert _drawn_nodes(picture.svg) == FRAUD_IDS
+    assert "feature_group.user_risk  <- " in picture.text
+    assert re.search(r"feature_group\.user_risk .*\[METADATA\]", picture.text)
+    assert picture.text.count("[UNCHANGED]") == FRAUD_IDS - 1
