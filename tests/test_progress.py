@@ -1,0 +1,192 @@
+"""The ipywidgets progress panel, driven by real runs of the fraud example."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from seeknal_jupyter.errors import RunFailed
+from seeknal_jupyter.events import NodeFinished, NodeStarted, RunFinished, RunStarted
+from seeknal_jupyter.examples import init_example
+from seeknal_jupyter.progress import ProgressPanel
+from seeknal_jupyter.project import Project
+
+LAYER_SIZES = [8, 4, 2, 1]
+SLOW_NODE = """kind: transform
+name: slow
+transform: SELECT sum(hash(range)) AS total FROM range(100000000000)
+"""
+
+
+@pytest.fixture(scope="session")
+def fraud_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return init_example("fraud-detection", tmp_path_factory.mktemp("template") / "p")
+
+
+@pytest.fixture
+def fraud(fraud_template: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(fraud_template, tmp_path / "fraud"))
+
+
+class Shown:
+    """Stands in for IPython's display: records what the panel shows."""
+
+    def __init__(self) -> None:
+        self.displayed: list[dict[str, Any]] = []
+        self.updated: list[dict[str, Any]] = []
+
+    def __call__(self, view: Any, display_id: bool = False) -> Shown:
+        assert display_id
+        self.displayed.append(view._repr_mimebundle_())
+        return self
+
+    def update(self, view: Any) -> None:
+        self.updated.append(view._repr_mimebundle_())
+
+
+def table_rows(panel: ProgressPanel) -> list[tuple[str, str, str, str]]:
+    """(node, layer, state, rows) of each row of the panel's node table."""
+    return re.findall(
+        r"<tr><td><code>([^<]+)</code></td><td>(\d+)</td><td[^>]*>(\w+)</td>"
+        r"<td[^>]*>([\d,]*)</td>",
+        panel.table.value,
+    )
+
+
+def test_the_panel_reaches_its_maximum_after_a_parallel_run(fraud: Path) -> None:
+    shown = Shown()
+    panel = ProgressPanel(display=shown, poll=lambda: None)
+
+    result = Project(fraud).run(parallel=True, reporter=panel, cancel=panel.cancel)
+
+    assert panel.overall.max == 15
+    assert panel.overall.value == 15
+    assert panel.overall.bar_style == "success"
+    assert [bar.max for bar in panel.layer_bars] == LAYER_SIZES
+    assert [bar.value for bar in panel.layer_bars] == LAYER_SIZES
+    assert [bar.description for bar in panel.layer_bars] == [
+        "layer 1",
+        "layer 2",
+        "layer 3",
+        "layer 4",
+    ]
+    assert [count.value for count in panel.layer_counts] == [
+        "8 / 8",
+        "4 / 4",
+        "2 / 2",
+        "1 / 1",
+    ]
+    rows = table_rows(panel)
+    assert len(rows) == 15
+    for node_id, layer, state, count in rows:
+        outcome = result.nodes[node_id]
+        assert (int(layer), state) == (outcome.layer + 1, "success")
+        assert int(count.replace(",", "")) == outcome.rows
+    assert panel.cancel_button.disabled
+    assert panel.cancel_button.description == "Finished"
+    assert not panel.cancel.is_set()
+
+    assert len(shown.displayed) == 1
+    assert "application/vnd.jupyter.widget-view+json" in shown.displayed[0]
+    assert shown.displayed[0]["text/plain"].splitlines()[1] == "all nodes  0/15"
+    final = shown.updated[-1]["text/plain"].splitlines()
+    assert final[1:6] == [
+        "all nodes  15/15",
+        "layer 1    8/8",
+        "layer 2    4/4",
+        "layer 3    2/2",
+        "layer 4    1/1",
+    ]
+    assert final[-1] == result.headline()
+
+
+def test_cached_nodes_count_as_done(fraud: Path) -> None:
+    Project(fraud).run()
+    panel = ProgressPanel(display=Shown(), poll=lambda: None)
+
+    Project(fraud).run(parallel=True, reporter=panel)
+
+    assert panel.overall.value == panel.overall.max == 15
+    assert {state for _, _, state, _ in table_rows(panel)} == {"cached"}
+    assert "15 cached" in panel.title.value
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_widget_updates_are_throttled_to_the_refresh_interval() -> None:
+    clock = Clock()
+    panel = ProgressPanel(display=Shown(), clock=clock, poll=lambda: None)
+    refreshes: list[float] = []
+    panel.table.observe(lambda _: refreshes.append(clock.now), "value")
+    ids = [f"transform.n{i}" for i in range(40)]
+    panel.handle(RunStarted("p", "prod", "full", 4, [ids], ids, [], len(ids)))
+    refreshes.clear()
+
+    for node_id in ids:
+        panel.handle(NodeStarted(node_id, 0, "w", 0.0))
+        clock.now += 0.01
+        panel.tick()
+        panel.handle(NodeFinished(node_id, 0, "success", 1, 0.01))
+        clock.now += 0.01
+        panel.tick()
+
+    assert clock.now == pytest.approx(0.8)
+    assert 3 <= len(refreshes) <= 4
+    gaps = [b - a for a, b in itertools.pairwise(refreshes)]
+    assert all(gap >= 0.25 - 1e-9 for gap in gaps)
+    assert panel.overall.value < 40
+
+    panel.handle(RunFinished(object()))
+    assert panel.overall.value == 40
+
+
+def test_cancel_stops_the_run_and_interrupts_a_long_query(fraud: Path) -> None:
+    (fraud / "seeknal/transforms/slow.yml").write_text(SLOW_NODE)
+    clicked: list[float] = []
+    panel: ProgressPanel
+
+    def front_end() -> None:
+        row = panel.nodes.get("transform.slow")
+        if (
+            not clicked
+            and row is not None
+            and row.state == "running"
+            and row.started is not None
+            and time.monotonic() - row.started > 0.3
+        ):
+            clicked.append(time.monotonic())
+            panel.cancel_button.click()
+
+    panel = ProgressPanel(display=Shown(), poll=front_end)
+
+    with pytest.raises(RunFailed) as failure:
+        Project(fraud).run(
+            parallel=True, max_workers=2, reporter=panel, cancel=panel.cancel
+        )
+    ended = time.monotonic()
+
+    assert clicked
+    assert panel.cancel.is_set()
+    assert ended - clicked[0] < 5
+    slow = failure.value.result.nodes["transform.slow"]
+    assert slow.status == "cancelled"
+    assert slow.error == "transform.slow: interrupted while running"
+    assert panel.nodes["transform.slow"].state == "cancelled"
+    assert panel.cancel_button.description == "Cancelling…"
+    assert panel.cancel_button.disabled
+    assert panel.overall.bar_style == "danger"
+    statuses = failure.value.result.statuses()
+    assert set(statuses.values()) <= {"success", "cancelled", "skipped"}
+    assert "cancelled" in panel.text()
