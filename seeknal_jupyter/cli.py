@@ -20,7 +20,7 @@ from seeknal_jupyter.errors import (
 from seeknal_jupyter.events import Reporter
 from seeknal_jupyter.examples import EXAMPLES, init_example
 from seeknal_jupyter.project import Project
-from seeknal_jupyter.report import TextReporter
+from seeknal_jupyter.report import RunResult, TextReporter
 from seeknal_jupyter.sql import KINDS
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,53 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_promote_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="FROM", help="an applied environment")
+    parser.add_argument(
+        "target",
+        metavar="TO",
+        nargs="?",
+        default="prod",
+        help="production (default) or another environment",
+    )
+
+
+def _add_environment_commands(commands: Any, common: ArgumentParser) -> None:
+    promote = commands.add_parser(
+        "promote",
+        parents=[common],
+        help="make an environment's outputs production's (or TO's), atomically",
+    )
+    _add_promote_arguments(promote)
+    env = commands.add_parser(
+        "env",
+        parents=[common],
+        help="plan, apply, promote, list or delete environments",
+    )
+    actions = env.add_subparsers(dest="env_command", metavar="ACTION")
+    actions.required = True
+    plan = actions.add_parser(
+        "plan", parents=[common], help="classify changes against production"
+    )
+    plan.add_argument("env", metavar="ENV")
+    apply = actions.add_parser(
+        "apply", parents=[common], help="run the plan's nodes beside production"
+    )
+    apply.add_argument("env", metavar="ENV")
+    _add_run_options(apply)
+    promote = actions.add_parser(
+        "promote", parents=[common], help="same as 'seeknal promote'"
+    )
+    _add_promote_arguments(promote)
+    actions.add_parser(
+        "list", parents=[common], help="environments with their status and counts"
+    )
+    delete = actions.add_parser(
+        "delete", parents=[common], help="remove an environment and unused outputs"
+    )
+    delete.add_argument("env", metavar="ENV")
+
+
 def build_parser(notebook: bool = False) -> ArgumentParser:
     """The parser of every command; ``notebook`` adds the notebook-only ones."""
     common = ArgumentParser(add_help=False)
@@ -112,13 +159,25 @@ def build_parser(notebook: bool = False) -> ArgumentParser:
         plan = commands.add_parser(
             name,
             parents=[common],
-            help="validate the project and write target/manifest.json",
+            help="validate the project and write target/manifest.json; with ENV, "
+            "classify every change against production and save ENV's plan",
         )
-        plan.add_argument("env", nargs="?", metavar="ENV", help=argparse.SUPPRESS)
+        plan.add_argument(
+            "env",
+            nargs="?",
+            metavar="ENV",
+            help="environment to plan (saved in target/environments/ENV/plan.json)",
+        )
 
     run = commands.add_parser("run", parents=[common], help="run the pipeline")
     _add_run_options(run)
-    run.add_argument("--env", metavar="ENV", help=argparse.SUPPRESS)
+    run.add_argument(
+        "--env",
+        metavar="ENV",
+        help="run ENV's plan (changed and dependent nodes) beside production",
+    )
+
+    _add_environment_commands(commands, common)
 
     show = commands.add_parser(
         "show", parents=[common], help="print the first rows of a node's output"
@@ -134,6 +193,15 @@ def build_parser(notebook: bool = False) -> ArgumentParser:
     )
 
     if notebook:
+        diff = commands.add_parser(
+            "diff",
+            parents=[common],
+            help="compare a node's output in ENV with production's",
+        )
+        diff.add_argument("node", metavar="NODE")
+        diff.add_argument("--env", metavar="ENV", required=True)
+        diff.add_argument("--limit", type=int, default=10, help="sample rows per side")
+
         project = commands.add_parser(
             "project", help="load the project the notebook works on"
         )
@@ -200,16 +268,7 @@ def _run(args: argparse.Namespace, project: Project, reporter: Reporter | None) 
         types=args.types,
     )
     if args.env:
-        from seeknal_jupyter import environments
-
-        return environments.apply(
-            project,
-            args.env,
-            reporter=reporter,
-            fail_fast=args.fail_fast,
-            dry_run=args.dry_run or args.show_plan,
-            **options,
-        )
+        return _apply(args, project, reporter)
     if args.dry_run or args.show_plan:
         return project.execution_plan(**options)
     return project.run(
@@ -218,6 +277,53 @@ def _run(args: argparse.Namespace, project: Project, reporter: Reporter | None) 
         cancel=getattr(reporter, "cancel", None),
         **options,
     )
+
+
+def _apply(
+    args: argparse.Namespace, project: Project, reporter: Reporter | None
+) -> Any:
+    from seeknal_jupyter import environments
+
+    return environments.apply(
+        project,
+        args.env,
+        reporter=reporter,
+        fail_fast=args.fail_fast,
+        dry_run=args.dry_run or args.show_plan,
+        parallel=args.parallel,
+        max_workers=args.max_workers,
+        full=args.full,
+        nodes=args.nodes,
+        tags=args.tags,
+        types=args.types,
+        cancel=getattr(reporter, "cancel", None),
+    )
+
+
+def _promote(args: argparse.Namespace, project: Project, _: Any) -> Any:
+    from seeknal_jupyter import environments
+
+    return environments.promote(project, args.source, args.target)
+
+
+def _env(args: argparse.Namespace, project: Project, reporter: Reporter | None) -> Any:
+    from seeknal_jupyter import environments
+
+    if args.env_command == "plan":
+        return environments.plan(project, args.env)
+    if args.env_command == "apply":
+        return _apply(args, project, reporter)
+    if args.env_command == "promote":
+        return _promote(args, project, reporter)
+    if args.env_command == "delete":
+        return environments.delete(project, args.env)
+    return environments.list_environments(project)
+
+
+def _diff(args: argparse.Namespace, project: Project, _: Any) -> Any:
+    from seeknal_jupyter import environments
+
+    return environments.diff(project, args.node, args.env, limit=args.limit)
 
 
 def _show(args: argparse.Namespace, project: Project, _: Any) -> Any:
@@ -242,6 +348,9 @@ HANDLERS: dict[str, Handler] = {
     "run": _run,
     "show": _show,
     "dag": _dag,
+    "promote": _promote,
+    "env": _env,
+    "diff": _diff,
 }
 
 
@@ -289,9 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SeeknalError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
-    if result is not None and args.command != "run" or (
-        args.command == "run" and (args.dry_run or args.show_plan)
-    ):
+    if result is not None and not isinstance(result, RunResult):
         print(result)
     return EXIT_OK
 

@@ -1,0 +1,1287 @@
+"""Environments: plan a changed project against production, apply it beside production,
+promote it atomically, inspect, list and delete environments.
+
+An environment is a mapping from node ids to snapshots (its state), like production's.
+It holds only the outputs its plan built; every other input is read from production's
+snapshot in place. Files under ``target/environments/<env>/``:
+
+- ``plan.json``: the saved plan (change classes, the project's fingerprints and the
+  state digest of every environment when it was made);
+- ``env.json``: when the environment was created, last used, applied and promoted;
+- ``cache``: link to its current generation (see :mod:`seeknal_jupyter.store`);
+- ``exports/``: its exposure files (production's are never written).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from seeknal_jupyter.changes import (
+    Change,
+    ChangeClass,
+    Definition,
+    classify,
+)
+from seeknal_jupyter.changes import (
+    compare as compare_definitions,
+)
+from seeknal_jupyter.dag import Dag
+from seeknal_jupyter.errors import ProjectError, RunFailed, UsageError
+from seeknal_jupyter.events import Reporter, Reporters
+from seeknal_jupyter.fingerprint import fingerprints
+from seeknal_jupyter.loader import NAME_PATTERN, NAME_RULE, Node
+from seeknal_jupyter.project import (
+    ExecutionPlan,
+    Project,
+    default_workers,
+    node_record,
+)
+from seeknal_jupyter.report import RunResult
+from seeknal_jupyter.sql import quote_ident, quote_literal
+from seeknal_jupyter.store import (
+    PRODUCTION,
+    Entry,
+    State,
+    Store,
+    fsync_file,
+    replace_atomically,
+    temp_path_for,
+    write_text_atomically,
+)
+
+log = logging.getLogger(__name__)
+
+PLAN_FILE = "plan.json"
+ENV_FILE = "env.json"
+PROMOTE_STEPS = (
+    "locked",
+    "checked",
+    "linked",
+    "state-written",
+    "pointed",
+    "exported",
+    "recorded",
+)
+SECTION_ORDER = (
+    ChangeClass.BREAKING,
+    ChangeClass.NON_BREAKING,
+    ChangeClass.ADDED,
+    ChangeClass.REMOVED,
+    ChangeClass.DEPENDENT,
+    ChangeClass.METADATA,
+)
+CLASS_COLOURS = {
+    ChangeClass.BREAKING: "#b91c1c",
+    ChangeClass.NON_BREAKING: "#a16207",
+    ChangeClass.ADDED: "#15803d",
+    ChangeClass.REMOVED: "#4b5563",
+    ChangeClass.DEPENDENT: "#c2410c",
+    ChangeClass.METADATA: "#1d4ed8",
+    ChangeClass.UNCHANGED: "#6b7280",
+}
+
+
+def environment_name(env: str, *, production_allowed: bool = False) -> str:
+    """Check an environment name; production ("prod") only where it makes sense.
+
+    Raises:
+        UsageError: the name is not an identifier, or is production where an
+            environment beside production is needed.
+    """
+    if not NAME_PATTERN.match(env or ""):
+        raise UsageError(f"environment name {env!r} is not allowed: use {NAME_RULE}")
+    if env == PRODUCTION and not production_allowed:
+        raise UsageError(
+            f"{PRODUCTION!r} is production; plan and apply changes in another "
+            "environment, then promote it"
+        )
+    return env
+
+
+def state_digest(state: State) -> str:
+    """A short hash of which snapshot and definition each node has."""
+    body = [
+        [node_id, entry.fingerprint, entry.snapshot, entry.node]
+        for node_id, entry in sorted(state.entries.items())
+    ]
+    text = json.dumps(body, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def environments(store: Store) -> list[str]:
+    """Names of the environments that exist beside production, sorted."""
+    folder = store.target / "environments"
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_dir() and ((p / PLAN_FILE).exists() or (p / "cache").is_symlink())
+    )
+
+
+def _digests(store: Store) -> dict[str, str]:
+    names = [PRODUCTION, *environments(store)]
+    return {name: state_digest(store.load_state(name)) for name in names}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _relative(project: Project, path: Path) -> str:
+    try:
+        return path.relative_to(project.root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------- the plan
+
+
+@dataclass
+class EnvPlan:
+    """A saved comparison of the project with production, for one environment.
+
+    ``changes`` holds one entry per node: the project's nodes in topological order,
+    then production's nodes that the project no longer has.
+    """
+
+    env: str
+    project: str
+    created: str
+    changes: dict[str, Change]
+    fingerprints: dict[str, str]
+    digests: dict[str, str]
+    layers: dict[str, int]
+    production_nodes: int
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stale: list[str] = field(default_factory=list)
+    path: Path | None = None
+    source: Project | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def to_execute(self) -> list[str]:
+        """Nodes that applying the plan runs: changed, added and dependent ones."""
+        return [n for n, c in self.changes.items() if c.runs]
+
+    def of_class(self, change_class: ChangeClass) -> list[str]:
+        return [n for n, c in self.changes.items() if c.change_class == change_class]
+
+    @property
+    def breaking(self) -> list[str]:
+        return self.of_class(ChangeClass.BREAKING)
+
+    def classes(self) -> dict[str, str]:
+        """Every node's change class by id, removed nodes included."""
+        return {n: str(c.change_class) for n, c in self.changes.items()}
+
+    def change_of(self, node_id: str) -> Change:
+        return self.changes[node_id]
+
+    def counts(self) -> dict[str, int]:
+        return {str(k): len(self.of_class(k)) for k in ChangeClass}
+
+    @property
+    def project_nodes(self) -> int:
+        return len(self.fingerprints)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "project": self.project,
+            "created": self.created,
+            "base": PRODUCTION,
+            "production_nodes": self.production_nodes,
+            "fingerprints": self.fingerprints,
+            "digests": self.digests,
+            "layers": self.layers,
+            "changes": [c.to_json() for c in self.changes.values()],
+            "records": self.records,
+            "stale": self.stale,
+        }
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> EnvPlan:
+        changes = [Change.from_json(c) for c in body["changes"]]
+        return cls(
+            env=body["env"],
+            project=body["project"],
+            created=body["created"],
+            changes={c.node_id: c for c in changes},
+            fingerprints=body["fingerprints"],
+            digests=body["digests"],
+            layers=body["layers"],
+            production_nodes=body["production_nodes"],
+            records=body.get("records", {}),
+            stale=body.get("stale", []),
+        )
+
+    def summary(self) -> str:
+        """``N nodes to execute (k BREAKING); added a, removed r``."""
+        run = len(self.to_execute)
+        breaking = len(self.breaking)
+        extra = f" ({breaking} BREAKING)" if breaking else ""
+        return (
+            f"{run} node{'s' if run != 1 else ''} to execute{extra}, "
+            f"{self.project_nodes - run} read from production; "
+            f"added {len(self.of_class(ChangeClass.ADDED))}, "
+            f"removed {len(self.of_class(ChangeClass.REMOVED))}"
+        )
+
+    def warning(self) -> str | None:
+        if not self.breaking:
+            return None
+        return (
+            f"WARNING: {len(self.breaking)} BREAKING change(s). Columns that "
+            "downstream readers use may be gone or different; check the nodes "
+            "marked DEPENDENT on a BREAKING upstream before applying."
+        )
+
+    def __str__(self) -> str:
+        lines = [
+            (
+                f"Plan for environment {self.env!r} (project {self.project}, "
+                f"{self.created})"
+            ),
+            (
+                f"Compared with production: {self.production_nodes} recorded nodes; "
+                f"project: {self.project_nodes} nodes"
+            ),
+        ]
+        changed = [s for s in SECTION_ORDER if self.of_class(s)]
+        if not changed:
+            lines.append("No changes against production.")
+        for section in changed:
+            members = self.of_class(section)
+            lines.append(f"{section} ({len(members)}):")
+            lines += [f"  - {self.changes[n].describe()}" for n in members]
+        if self.stale:
+            lines.append(
+                f"note: production's output of {len(self.stale)} unchanged node(s) "
+                f"is out of date (their data changed since production ran): "
+                f"{', '.join(self.stale)}; run production first for an exact picture"
+            )
+        warning = self.warning()
+        if warning:
+            lines.append(warning)
+        lines.append(f"Summary: {self.summary()}")
+        if self.path is not None:
+            lines.append(f"Saved to {self.path}")
+        if self.to_execute:
+            lines.append(f"Next: seeknal run --env {self.env}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<EnvPlan {self.env}: {self.summary()}>"
+
+    def _rows_html(self) -> str:
+        rows = []
+        for section in (*SECTION_ORDER, ChangeClass.UNCHANGED):
+            for node_id in self.of_class(section):
+                change = self.changes[node_id]
+                rows.append(
+                    f"<tr><td><code>{html.escape(node_id)}</code></td>"
+                    f"<td style='color:{CLASS_COLOURS[section]};font-weight:bold'>"
+                    f"{section}</td><td>{'yes' if change.runs else ''}</td>"
+                    f"<td>{html.escape('; '.join(change.reasons))}</td></tr>"
+                )
+        return "".join(rows)
+
+    def _picture_html(self) -> str:
+        if self.source is None:
+            return ""
+        from seeknal_jupyter import graph
+
+        try:
+            return graph.picture(self.source, plan_env=self.env)._repr_html_()
+        except (ProjectError, UsageError) as error:
+            log.info("no plan picture for %s: %s", self.env, error)
+            return ""
+
+    def _repr_html_(self) -> str:
+        warning = self.warning()
+        return (
+            "<div class='seeknal-plan'>"
+            f"<p><b>Plan for environment {html.escape(self.env)}</b> "
+            f"({html.escape(self.created)}): {html.escape(self.summary())}</p>"
+            + (
+                f"<p style='color:#b91c1c'><b>{html.escape(warning)}</b></p>"
+                if warning
+                else ""
+            )
+            + "<table><thead><tr><th>node</th><th>class</th><th>runs</th>"
+            f"<th>reasons</th></tr></thead><tbody>{self._rows_html()}</tbody></table>"
+            f"{self._picture_html()}</div>"
+        )
+
+
+def _production_definitions(state: State) -> dict[str, Definition]:
+    return {
+        node_id: Definition.from_record(
+            node_id, entry.node.get("inputs", []), entry.node["spec"]
+        )
+        for node_id, entry in state.entries.items()
+        if "spec" in entry.node
+    }
+
+
+def compare_with_production(dag: Dag, state: State) -> dict[str, Change]:
+    """Every node's change class against production's recorded definitions."""
+    current = {i: Definition.from_node(n) for i, n in dag.nodes.items()}
+    return compare_definitions(current, dag.order, _production_definitions(state))
+
+
+def plan_path(project: Project, env: str) -> Path:
+    return project.store.env_folder(env) / PLAN_FILE
+
+
+def plan(project: Project, env: str) -> EnvPlan:
+    """Compare the project with production and save the plan of ``env``.
+
+    Args:
+        project: the project as it is now (YAML files and notebook cells).
+        env: the environment the change will be tried in (not production).
+
+    Returns:
+        The plan, also saved as ``target/environments/ENV/plan.json``.
+
+    Raises:
+        ProjectError: the project does not load.
+        UsageError: ``env`` is not a valid environment name.
+        LockedError: another process is writing the project.
+    """
+    env = environment_name(env)
+    dag = project.dag()
+    fps = fingerprints(dag, project.root)
+    store = project.store
+    with store.writing(f"seeknal plan {env}"):
+        production = store.load_state(PRODUCTION)
+        changes = compare_with_production(dag, production)
+        result = EnvPlan(
+            env=env,
+            project=project.name,
+            created=_now(),
+            changes=changes,
+            fingerprints=fps,
+            digests=_digests(store),
+            layers={n: dag.layer[n] for n in dag.order},
+            production_nodes=len(production.entries),
+            records={
+                n: node_record(dag.nodes[n])
+                for n in dag.order
+                if changes[n].change_class == ChangeClass.METADATA
+            },
+            stale=[
+                n
+                for n in dag.order
+                if not changes[n].runs
+                and n in production.entries
+                and production.entries[n].fingerprint != fps[n]
+            ],
+        )
+        path = plan_path(project, env)
+        write_text_atomically(path, json.dumps(result.to_json(), indent=1))
+        _record(store, env, planned_at=time.time())
+    result.path = path.relative_to(project.root)
+    result.source = project
+    return result
+
+
+def load_plan(project: Project, env: str) -> EnvPlan:
+    """The saved plan of ``env``.
+
+    Raises:
+        UsageError: the environment has no plan yet.
+    """
+    path = plan_path(project, environment_name(env))
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(
+            f"environment {env!r} has no plan yet; make one with: seeknal plan {env}"
+        ) from None
+    result = EnvPlan.from_json(body)
+    result.path = path.relative_to(project.root)
+    result.source = project
+    return result
+
+
+def classify_node(project: Project, node_id: str) -> str:
+    """One line saying how a node's current definition compares with production's."""
+    dag = project.dag()
+    node_id = dag.resolve(node_id)
+    entry = project.store.load_state(PRODUCTION).entries.get(node_id)
+    if entry is None or "spec" not in entry.node:
+        return f"{node_id} against production: ADDED (production has no output for it)"
+    old = Definition.from_record(
+        node_id, entry.node.get("inputs", []), entry.node["spec"]
+    )
+    change = classify(old, Definition.from_node(dag.nodes[node_id]))
+    if change.change_class == ChangeClass.UNCHANGED:
+        return f"{node_id} against production: UNCHANGED (same definition)"
+    line = f"{node_id} against production: {change.change_class} ({'; '.join(change.reasons)})"
+    downstream = dag.downstream_of([node_id]) if change.runs else set()
+    if downstream:
+        line += f"; {len(downstream)} downstream node(s) would run as DEPENDENT"
+    return line
+
+
+# ---------------------------------------------------------------- env.json
+
+
+def _record_path(store: Store, env: str) -> Path:
+    return store.env_folder(env) / ENV_FILE
+
+
+def _read_record(store: Store, env: str) -> dict[str, Any]:
+    try:
+        body = json.loads(_record_path(store, env).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _record(store: Store, env: str, **events: Any) -> None:
+    """Note when ``env`` was planned, applied, promoted or used."""
+    body = _read_record(store, env)
+    now = time.time()
+    body.setdefault("created", now)
+    body["last_accessed"] = now
+    body.update(events)
+    write_text_atomically(_record_path(store, env), json.dumps(body, indent=1))
+
+
+# ---------------------------------------------------------------- apply
+
+
+@dataclass
+class ApplyResult(RunResult):
+    """A run of an environment's plan: what ran there and what production supplied."""
+
+    from_production: list[str] = field(default_factory=list)
+    outputs: str = ""
+
+    def totals(self) -> list[tuple[str, str]]:
+        result = []
+        for name, value in super().totals():
+            result.append((name, value))
+            if name == "cached":
+                result.append(("from production", str(len(self.from_production))))
+        return result
+
+    def headline(self) -> str:
+        verdict = "applied" if self.ok else "FAILED"
+        parts = [f"{self.count('success')} executed"]
+        here = self.count("cached") - len(self.from_production)
+        if here:
+            parts.append(f"{here} cached here")
+        parts.append(f"{len(self.from_production)} cached (from production)")
+        parts += [
+            f"{self.count(s)} {s}"
+            for s in ("failed", "skipped", "cancelled")
+            if self.count(s)
+        ]
+        return (
+            f"Environment {self.env!r} {verdict}: {', '.join(parts)} of "
+            f"{len(self.nodes)} nodes in {self.wall_seconds:.2f}s; outputs in "
+            f"{self.outputs}"
+        )
+
+
+def _workers(parallel: bool, max_workers: int | None) -> int:
+    if max_workers is None:
+        return default_workers() if parallel else 1
+    if max_workers < 1:
+        raise UsageError(f"--max-workers must be 1 or more, got {max_workers}")
+    return max_workers
+
+
+def _check_plan_current(
+    result: EnvPlan, fps: dict[str, str], store: Store, command: str
+) -> None:
+    differing = sorted(set(fps) ^ set(result.fingerprints)) or [
+        n for n in fps if fps[n] != result.fingerprints[n]
+    ]
+    if differing:
+        raise UsageError(
+            f"the project changed since 'seeknal plan {result.env}' "
+            f"({len(differing)} node(s) differ, first {differing[0]}); re-plan with: "
+            f"seeknal plan {result.env}"
+        )
+    if state_digest(store.load_state(PRODUCTION)) != result.digests.get(PRODUCTION):
+        raise UsageError(
+            f"production changed since 'seeknal plan {result.env}'; re-plan with: "
+            f"seeknal plan {result.env} before {command}"
+        )
+
+
+def _built(state: State, store: Store, node_id: str, fingerprint: str) -> bool:
+    entry = state.entries.get(node_id)
+    return (
+        entry is not None
+        and entry.fingerprint == fingerprint
+        and (store.target / entry.snapshot).exists()
+    )
+
+
+def apply(
+    project: Project,
+    env: str,
+    reporter: Reporter | None = None,
+    fail_fast: bool = False,
+    dry_run: bool = False,
+    parallel: bool = False,
+    max_workers: int | None = None,
+    full: bool = False,
+    nodes: Iterable[str] = (),
+    tags: Iterable[str] = (),
+    types: Iterable[str] = (),
+    cancel: threading.Event | None = None,
+) -> ApplyResult | ExecutionPlan:
+    """Run the plan of ``env``: its changed and dependent nodes, beside production.
+
+    Inputs the plan does not run are read from production's outputs in place;
+    exposure files go to ``target/environments/ENV/exports/``.
+
+    Args:
+        project: the project, unchanged since the plan was made.
+        env: the environment (it needs a plan: ``seeknal plan ENV``).
+        reporter: front end receiving progress events.
+        fail_fast: start no new node after the first failure.
+        dry_run: only say what would run.
+        parallel: run independent nodes at the same time.
+        max_workers: cap on worker threads (implies ``parallel``).
+        full: run every selected node here, not only the plan's.
+        nodes: limit to these nodes (``+name`` / ``name+`` as in ``run``).
+        tags: limit to nodes with these tags.
+        types: limit to nodes of these kinds.
+        cancel: set it to stop the run.
+
+    Returns:
+        The run's result (an :class:`ExecutionPlan` with ``dry_run``).
+
+    Raises:
+        UsageError: no plan, or the project or production changed since the plan.
+        RunFailed: some nodes failed or were cancelled.
+        LockedError: another process is writing the project.
+    """
+    env = environment_name(env)
+    saved = load_plan(project, env)
+    dag = project.dag()
+    fps = fingerprints(dag, project.root)
+    store = project.store
+    command = f"seeknal run --env {env}"
+    selected = dag.select(nodes, tags, types)
+    workers = _workers(parallel, max_workers)
+    mode = "full" if full else "plan"
+    if dry_run:
+        _check_plan_current(saved, fps, store, command)
+        split = _split(store, saved, dag, selected, fps, full)
+        return ExecutionPlan(
+            dag, split.to_run, split.kept + split.borrowed, workers, mode
+        )
+    with store.writing(command):
+        _check_plan_current(saved, fps, store, command)
+        split = _split(store, saved, dag, selected, fps, full)
+        store.remove_partials()
+        collect_generations(store)
+        state = State(env, split.kept_entries, {"plan": saved.created})
+        generation = store.new_generation(env)
+        store.save_state(generation, state)
+        store.point(env, generation)
+        result = ApplyResult(
+            project.name,
+            env,
+            mode,
+            workers,
+            dag.layer_count,
+            from_production=split.borrowed,
+            outputs=_relative(project, store.env_link(env)),
+        )
+        project._execute(
+            dag,
+            fps,
+            env,
+            generation,
+            state,
+            split.to_run,
+            [n for n in dag.order if n in set(split.kept) | set(split.borrowed)],
+            workers,
+            Reporters(*([reporter] if reporter else [])),
+            cancel,
+            fail_fast,
+            mode,
+            fallback=[split.production],
+            export_root=store.env_folder(env),
+            result=result,
+        )
+        _record(store, env, applied_at=time.time())
+    if not result.ok:
+        raise RunFailed(result)
+    return result
+
+
+@dataclass
+class _Split:
+    """Which nodes an apply runs, keeps from its last apply, or reads from production."""
+
+    to_run: list[str]
+    kept: list[str]
+    kept_entries: dict[str, Entry]
+    borrowed: list[str]
+    production: State
+
+
+def _split(
+    store: Store,
+    saved: EnvPlan,
+    dag: Dag,
+    selected: list[str],
+    fps: dict[str, str],
+    full: bool,
+) -> _Split:
+    own = store.load_state(saved.env)
+    production = store.load_state(PRODUCTION)
+    wanted = selected if full else [n for n in selected if saved.changes[n].runs]
+    kept = [n for n in wanted if not full and _built(own, store, n, fps[n])]
+    to_run = [n for n in wanted if n not in kept]
+    borrowed = [
+        n
+        for n in dag.order
+        if n not in to_run and n not in kept and n in production.entries
+    ]
+    return _Split(to_run, kept, {n: own.entries[n] for n in kept}, borrowed, production)
+
+
+def collect_generations(store: Store) -> int:
+    """Delete generation folders no environment points to; returns how many.
+
+    Call it holding the write lock: only writers make generations.
+    """
+    live = {
+        g
+        for g in (store.generation(e) for e in (PRODUCTION, *environments(store)))
+        if g
+    }
+    count = 0
+    folder = store.target / "gens"
+    for generation in folder.iterdir() if folder.is_dir() else ():
+        if generation.resolve() not in live:
+            shutil.rmtree(generation, ignore_errors=True)
+            count += 1
+    return count
+
+
+# ---------------------------------------------------------------- promote
+
+
+@dataclass
+class PromoteResult:
+    """What a promote changed, and how long the commit took."""
+
+    source: str
+    target: str
+    generation: str
+    promoted: list[str]
+    kept: int
+    removed: list[str]
+    relabelled: list[str]
+    linked: int
+    linked_bytes: int
+    seconds: float
+    exported: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"Promoted {self.source!r} to {self.target!r}: "
+            f"{len(self.promoted)} output(s) from {self.source}, {self.kept} kept, "
+            f"{len(self.removed)} removed, {len(self.relabelled)} definition(s) "
+            f"updated without running. {self.linked} output(s) "
+            f"({self.linked_bytes / 1e6:.1f} MB) linked, no data copied, in "
+            f"{self.seconds:.3f}s; {self.target} now points to {self.generation}"
+            + (
+                f"; exposure files written: {', '.join(self.exported)}"
+                if self.exported
+                else ""
+            )
+        )
+
+    def __repr__(self) -> str:
+        return f"<PromoteResult {self.source} -> {self.target}: {len(self.promoted)} promoted>"
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(str(self))}</p>"
+
+
+def _promoted_state(
+    target: str, target_state: State, source_state: State, saved: EnvPlan
+) -> State:
+    """Production keeps its entries and takes the source's; another target mirrors it."""
+    entries = dict(target_state.entries) if target == PRODUCTION else {}
+    if target == PRODUCTION:
+        for node_id in saved.of_class(ChangeClass.REMOVED):
+            entries.pop(node_id, None)
+        for node_id, record in saved.records.items():
+            entry = entries.get(node_id)
+            if entry is not None and entry.fingerprint == saved.fingerprints.get(
+                node_id
+            ):
+                entries[node_id] = replace(entry, node=record)
+    entries.update(source_state.entries)
+    info = {
+        "promoted_from": saved.env if target == PRODUCTION else source_state.env,
+        "promoted_at": time.time(),
+        "plan": saved.created,
+    }
+    return State(target, entries, info)
+
+
+def promote(
+    project: Project,
+    source_env: str,
+    target_env: str = PRODUCTION,
+    *,
+    on_step: Callable[[str], None] | None = None,
+) -> PromoteResult:
+    """Make the outputs of ``source_env`` those of ``target_env``, atomically.
+
+    A new generation of the target is made from hard links to existing snapshots
+    (no data is copied), then one rename of the target's ``cache`` link commits it:
+    a crash at any moment leaves the target wholly old or wholly new.
+
+    Args:
+        project: the project.
+        source_env: an applied environment.
+        target_env: production (default) or another environment, which then
+            mirrors the source (its plan included).
+        on_step: called with each name of ``PROMOTE_STEPS`` as it is reached.
+
+    Returns:
+        What was promoted and how long it took.
+
+    Raises:
+        UsageError: the source is not applied, or the target changed since the
+            source's plan was made.
+        LockedError: another process (another promote) is writing the project.
+    """
+    source = environment_name(source_env)
+    target = environment_name(target_env, production_allowed=True)
+    if source == target:
+        raise UsageError(f"cannot promote {source!r} to itself")
+    step = on_step or (lambda name: None)
+    store = project.store
+    with store.writing(f"seeknal promote {source} {target}"):
+        started = time.perf_counter()
+        step("locked")
+        saved = load_plan(project, source)
+        target_state = store.load_state(target)
+        _check_target_unchanged(saved, target, target_state)
+        source_state = store.load_state(source)
+        missing = [
+            n
+            for n in saved.to_execute
+            if not _built(source_state, store, n, saved.fingerprints[n])
+        ]
+        if missing:
+            raise UsageError(
+                f"{source!r} is not applied ({len(missing)} planned node(s) not built, "
+                f"first {missing[0]}); run: seeknal run --env {source}"
+            )
+        store.remove_partials()
+        collect_generations(store)
+        step("checked")
+        state = _promoted_state(target, target_state, source_state, saved)
+        generation = store.new_generation(target)
+        linked_bytes = 0
+        for node_id, entry in state.entries.items():
+            snapshot = store.target / entry.snapshot
+            store.publish(generation, node_id, snapshot)
+            linked_bytes += snapshot.stat().st_size
+        step("linked")
+        store.save_state(generation, state)
+        if target != PRODUCTION:
+            _mirror_plan(project, saved, target, state)
+        step("state-written")
+        store.point(target, generation)
+        seconds = time.perf_counter() - started
+        step("pointed")
+        exported = _refresh_exports(project, source, target, source_state)
+        step("exported")
+        _record(store, source, promoted_at=time.time(), promoted_to=target)
+        if target != PRODUCTION:
+            _record(store, target, planned_at=time.time(), applied_at=time.time())
+        step("recorded")
+    return PromoteResult(
+        source=source,
+        target=target,
+        generation=generation.name,
+        promoted=sorted(source_state.entries),
+        kept=len(state.entries) - len(source_state.entries),
+        removed=[
+            n
+            for n in saved.of_class(ChangeClass.REMOVED)
+            if n in target_state.entries and target == PRODUCTION
+        ],
+        relabelled=sorted(saved.of_class(ChangeClass.METADATA))
+        if target == PRODUCTION
+        else [],
+        linked=len(state.entries),
+        linked_bytes=linked_bytes,
+        seconds=seconds,
+        exported=exported,
+    )
+
+
+def _refresh_exports(
+    project: Project, source: str, target: str, promoted: State
+) -> list[str]:
+    """Write the target's exposure files of the promoted nodes (after the commit).
+
+    The source's own exposure file is hard-linked when it exists; otherwise the
+    file is written from the snapshot. Each file is replaced atomically.
+    """
+    store = project.store
+    written = []
+    for node_id, entry in sorted(promoted.entries.items()):
+        node = _recorded_node(node_id, entry.node)
+        if node is None or node.export is None:
+            continue
+        root = None if target == PRODUCTION else store.env_folder(target)
+        final = project._export_path(node, root)
+        own = project._export_path(node, store.env_folder(source))
+        assert final is not None and own is not None
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path_for(final)
+        try:
+            if own.exists():
+                os.link(own, tmp)
+            else:
+                _copy_out(store.target / entry.snapshot, tmp, node.export[1])
+                fsync_file(tmp)
+            replace_atomically(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        written.append(_relative(project, final))
+    return written
+
+
+def _recorded_node(node_id: str, record: dict[str, Any]) -> Node | None:
+    if "spec" not in record:
+        return None
+    kind, name = node_id.split(".", 1)
+    return Node(
+        kind, name, record.get("file", ""), record.get("line", 0), record["spec"]
+    )
+
+
+def _copy_out(snapshot: Path, path: Path, fmt: str) -> None:
+    conn = duckdb.connect()
+    try:
+        conn.execute(
+            f"COPY (SELECT * FROM read_parquet({quote_literal(str(snapshot))})) "
+            f"TO {quote_literal(str(path))} (FORMAT {'csv' if fmt == 'csv' else 'parquet'})"
+        )
+    finally:
+        conn.close()
+
+
+def _check_target_unchanged(saved: EnvPlan, target: str, target_state: State) -> None:
+    recorded = saved.digests.get(target, state_digest(State(target)))
+    if state_digest(target_state) != recorded:
+        raise UsageError(
+            f"{target!r} changed since 'seeknal plan {saved.env}' was made; re-plan "
+            f"and apply {saved.env} (seeknal plan {saved.env}; seeknal run --env "
+            f"{saved.env}) before promoting"
+        )
+
+
+def _mirror_plan(project: Project, saved: EnvPlan, target: str, state: State) -> None:
+    """Give the target the source's plan, as of the state it is about to get."""
+    mirrored = replace(saved, env=target, digests=dict(saved.digests))
+    mirrored.digests[target] = state_digest(state)
+    write_text_atomically(
+        plan_path(project, target), json.dumps(mirrored.to_json(), indent=1)
+    )
+
+
+# ---------------------------------------------------------------- list, delete
+
+
+@dataclass
+class EnvRow:
+    """One environment in ``seeknal env list``."""
+
+    name: str
+    created: float | None
+    last_accessed: float | None
+    status: str
+    to_execute: int
+    outputs: int
+    promoted_to: str | None = None
+
+
+def _stamp(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+
+
+@dataclass
+class EnvList:
+    """The environments of a project, with production's size for reference."""
+
+    production_outputs: int
+    rows: list[EnvRow]
+
+    def names(self) -> list[str]:
+        return [r.name for r in self.rows]
+
+    def row(self, name: str) -> EnvRow:
+        return next(r for r in self.rows if r.name == name)
+
+    def _table(self) -> list[tuple[str, ...]]:
+        return [
+            (
+                r.name,
+                _stamp(r.created),
+                _stamp(r.last_accessed),
+                r.status + (f" to {r.promoted_to}" if r.promoted_to else ""),
+                str(r.to_execute),
+                str(r.outputs),
+            )
+            for r in self.rows
+        ]
+
+    HEADINGS = ("name", "created", "last accessed", "status", "to run", "outputs")
+
+    def __str__(self) -> str:
+        if not self.rows:
+            return (
+                f"No environments (production holds {self.production_outputs} "
+                "outputs). Make one with: seeknal plan NAME"
+            )
+        table = [self.HEADINGS, *self._table()]
+        widths = [max(len(row[i]) for row in table) for i in range(len(self.HEADINGS))]
+        lines = [
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+            for row in table
+        ]
+        lines.append(f"production holds {self.production_outputs} outputs")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<EnvList {', '.join(self.names()) or 'empty'}>"
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{h}</th>" for h in self.HEADINGS)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+            for row in self._table()
+        )
+        return (
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            f"<p>production holds {self.production_outputs} outputs</p>"
+        )
+
+
+def _status(
+    store: Store,
+    env: str,
+    saved: EnvPlan | None,
+    record: dict[str, Any],
+    fps: dict[str, str] | None,
+    production_digest: str,
+) -> str:
+    if saved is None:
+        return "empty"
+    planned = record.get("planned_at", 0)
+    if record.get("promoted_at", -1) >= planned:
+        return "promoted"
+    changed = fps is not None and fps != saved.fingerprints
+    if changed or production_digest != saved.digests.get(PRODUCTION):
+        return "stale"
+    state = store.load_state(env)
+    if all(_built(state, store, n, saved.fingerprints[n]) for n in saved.to_execute):
+        return "applied" if record.get("applied_at", -1) >= planned else "planned"
+    return "planned"
+
+
+def list_environments(project: Project) -> EnvList:
+    """Every environment with its dates, status and node counts."""
+    store = project.store
+    try:
+        dag = project.dag()
+        fps: dict[str, str] | None = fingerprints(dag, project.root)
+    except ProjectError as error:
+        log.info("statuses ignore project changes: %s", error)
+        fps = None
+    production = store.load_state(PRODUCTION)
+    digest = state_digest(production)
+    rows = []
+    for env in environments(store):
+        try:
+            saved: EnvPlan | None = load_plan(project, env)
+        except UsageError:
+            saved = None
+        record = _read_record(store, env)
+        rows.append(
+            EnvRow(
+                name=env,
+                created=record.get("created"),
+                last_accessed=record.get("last_accessed"),
+                status=_status(store, env, saved, record, fps, digest),
+                to_execute=len(saved.to_execute) if saved else 0,
+                outputs=len(store.load_state(env).entries),
+                promoted_to=record.get("promoted_to")
+                if record.get("promoted_at", -1) >= record.get("planned_at", 0)
+                else None,
+            )
+        )
+    rows.sort(key=lambda r: (r.created or 0, r.name))
+    return EnvList(len(production.entries), rows)
+
+
+@dataclass
+class DeleteResult:
+    env: str
+    generations: int
+    snapshots: int
+    freed_bytes: int
+
+    def __str__(self) -> str:
+        return (
+            f"Deleted environment {self.env!r}: {self.generations} generation(s) and "
+            f"{self.snapshots} output(s) no environment uses "
+            f"({self.freed_bytes / 1e6:.1f} MB) removed"
+        )
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(str(self))}</p>"
+
+
+def delete(project: Project, env: str) -> DeleteResult:
+    """Remove an environment and the outputs nothing else uses.
+
+    Raises:
+        UsageError: ``env`` is production or does not exist.
+        LockedError: another process is writing the project.
+    """
+    env = environment_name(env)
+    store = project.store
+    if env not in environments(store):
+        known = ", ".join(environments(store)) or "none"
+        raise UsageError(f"no environment {env!r} (environments: {known})")
+    with store.writing(f"seeknal env delete {env}"):
+        store.env_link(env).unlink(missing_ok=True)
+        shutil.rmtree(store.env_folder(env))
+        generations = collect_generations(store)
+        snapshots, freed = _collect_snapshots(store)
+    return DeleteResult(env, generations, snapshots, freed)
+
+
+def _collect_snapshots(store: Store) -> tuple[int, int]:
+    live = {
+        (store.target / entry.snapshot).resolve()
+        for env in (PRODUCTION, *environments(store))
+        for entry in store.load_state(env).entries.values()
+    }
+    count = freed = 0
+    for path in (store.target / "snapshots").rglob("*.parquet"):
+        if path.resolve() not in live:
+            freed += path.stat().st_size
+            path.unlink()
+            count += 1
+    return count, freed
+
+
+# ---------------------------------------------------------------- diff
+
+
+@dataclass
+class NodeDiff:
+    """How a node's output in an environment differs from production's."""
+
+    node_id: str
+    env: str
+    env_path: Path | None
+    production_path: Path | None
+    only_in_env: list[tuple[str, str]]
+    only_in_production: list[tuple[str, str]]
+    type_changes: list[tuple[str, str, str]]
+    env_rows: int
+    production_rows: int
+    rows_only_in_env: int
+    rows_only_in_production: int
+    sample: Any
+
+    @property
+    def same(self) -> bool:
+        return not (
+            self.only_in_env
+            or self.only_in_production
+            or self.type_changes
+            or self.rows_only_in_env
+            or self.rows_only_in_production
+        )
+
+    def _lines(self) -> list[str]:
+        if self.env_path is None:
+            return [
+                f"{self.env} has no output of its own for {self.node_id}: it reads production's."
+            ]
+        lines = []
+        lines += [f"column {c} ({t}) only in {self.env}" for c, t in self.only_in_env]
+        lines += [
+            f"column {c} ({t}) only in production" for c, t in self.only_in_production
+        ]
+        lines += [
+            f"column {c}: {old} in production, {new} in {self.env}"
+            for c, old, new in self.type_changes
+        ]
+        lines.append(
+            f"rows: {self.production_rows:,} in production, {self.env_rows:,} in "
+            f"{self.env}; {self.rows_only_in_env:,} only in {self.env}, "
+            f"{self.rows_only_in_production:,} only in production "
+            "(compared on the columns both have)"
+        )
+        return lines
+
+    def __str__(self) -> str:
+        head = f"{self.node_id}: {self.env} vs production"
+        text = "\n".join([head, *("  " + line for line in self._lines())])
+        if self.sample is not None and len(self.sample):
+            text += "\nsample of differing rows:\n" + self.sample.to_string(index=False)
+        return text
+
+    def __repr__(self) -> str:
+        return f"<NodeDiff {self.node_id} {self.env} vs production: {'same' if self.same else 'different'}>"
+
+    def _repr_html_(self) -> str:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in self._lines())
+        sample = ""
+        if self.sample is not None and len(self.sample):
+            sample = "<p>Sample of differing rows:</p>" + self.sample.to_html(
+                index=False
+            )
+        return (
+            f"<div><p><b>{html.escape(self.node_id)}</b>: {html.escape(self.env)} vs "
+            f"production</p><ul>{items}</ul>{sample}</div>"
+        )
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, path: Path) -> list[tuple[str, str]]:
+    rows = conn.execute(
+        f"DESCRIBE SELECT * FROM read_parquet({quote_literal(str(path))})"
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def diff(project: Project, node: str, env: str, limit: int = 10) -> NodeDiff:
+    """Compare a node's output in ``env`` with production's.
+
+    Args:
+        project: the project.
+        node: node id or unambiguous name.
+        env: the environment.
+        limit: rows of each side to show in the sample.
+
+    Returns:
+        Schema differences, row counts and a sample of differing rows (a DataFrame
+        with a ``side`` column), compared on the columns both outputs share.
+
+    Raises:
+        UsageError: neither side has an output for the node.
+    """
+    env = environment_name(env)
+    node_id = project.dag().resolve(node)
+    store = project.store
+    own = store.load_state(env).entries.get(node_id)
+    production = store.load_state(PRODUCTION).entries.get(node_id)
+    if own is None and production is None:
+        raise UsageError(f"{node_id} has no output in {env!r} or in production yet")
+    if env in environments(store):
+        _record(store, env)
+    env_path = store.target / own.snapshot if own else None
+    prod_path = store.target / production.snapshot if production else None
+    conn = duckdb.connect()
+    try:
+        return _compare_outputs(conn, node_id, env, env_path, prod_path, limit)
+    finally:
+        conn.close()
+
+
+def _compare_outputs(
+    conn: duckdb.DuckDBPyConnection,
+    node_id: str,
+    env: str,
+    env_path: Path | None,
+    prod_path: Path | None,
+    limit: int,
+) -> NodeDiff:
+    if env_path is None:
+        assert prod_path is not None
+        rows = conn.execute(
+            f"SELECT count(*) FROM read_parquet({quote_literal(str(prod_path))})"
+        ).fetchone()
+        count = int(rows[0]) if rows else 0
+        return NodeDiff(
+            node_id, env, None, prod_path, [], [], [], count, count, 0, 0, None
+        )
+    new = _columns(conn, env_path)
+    old = _columns(conn, prod_path) if prod_path else []
+    old_types, new_types = dict(old), dict(new)
+    shared = [c for c, t in new if old_types.get(c) == t]
+    env_read = f"read_parquet({quote_literal(str(env_path))})"
+    prod_read = (
+        f"read_parquet({quote_literal(str(prod_path))})"
+        if prod_path
+        else f"(SELECT * FROM {env_read} LIMIT 0)"
+    )
+    picked = ", ".join(quote_ident(c) for c in shared) or "1 AS no_shared_column"
+    conn.execute(
+        f"CREATE TEMP TABLE only_env AS SELECT {picked} FROM {env_read} "
+        f"EXCEPT ALL SELECT {picked} FROM {prod_read}"
+    )
+    conn.execute(
+        f"CREATE TEMP TABLE only_prod AS SELECT {picked} FROM {prod_read} "
+        f"EXCEPT ALL SELECT {picked} FROM {env_read}"
+    )
+    counts = conn.execute(
+        f"SELECT (SELECT count(*) FROM {env_read}), (SELECT count(*) FROM {prod_read}), "
+        "(SELECT count(*) FROM only_env), (SELECT count(*) FROM only_prod)"
+    ).fetchone()
+    assert counts is not None
+    sample = conn.execute(
+        f"(SELECT {quote_literal(env)} AS side, * FROM only_env LIMIT {int(limit)}) "
+        f"UNION ALL (SELECT 'production' AS side, * FROM only_prod LIMIT {int(limit)})"
+    ).df()
+    return NodeDiff(
+        node_id=node_id,
+        env=env,
+        env_path=env_path,
+        production_path=prod_path,
+        only_in_env=[(c, t) for c, t in new if c not in old_types],
+        only_in_production=[(c, t) for c, t in old if c not in new_types],
+        type_changes=[
+            (c, old_types[c], t) for c, t in new if c in old_types and old_types[c] != t
+        ],
+        env_rows=int(counts[0]),
+        production_rows=int(counts[1]),
+        rows_only_in_env=int(counts[2]),
+        rows_only_in_production=int(counts[3]),
+        sample=sample,
+    )
