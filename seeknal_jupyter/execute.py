@@ -339,7 +339,9 @@ class Executor:
     def _work(self, task: Task) -> Outcome:
         conn = self.connections.get()
         if self.cancel.is_set():
-            return Outcome("cancelled", error="cancelled before it started")
+            return Outcome(
+                "cancelled", error=f"{task.node_id}: cancelled before it started"
+            )
         with self._busy_lock:
             self._busy[task.node_id] = conn
         self._events.put(
@@ -354,7 +356,7 @@ class Executor:
         except duckdb.InterruptException:
             return Outcome(
                 "cancelled",
-                error="interrupted while running",
+                error=f"{task.node_id}: interrupted while running",
                 seconds=time.perf_counter() - started,
             )
         except (NodeError, duckdb.Error, OSError) as error:
@@ -426,51 +428,50 @@ class Executor:
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="seeknal-worker")
         try:
             while ready or running:
-                while ready and not stopping and len(running) < self.workers:
-                    node_id = heapq.heappop(ready)[2]
-                    task = tasks[node_id]
-                    for input_id in task.node.inputs:
-                        task.inputs[input_id] = (
-                            tasks[input_id].snapshot
-                            if input_id in tasks
-                            else input_path(input_id)
-                        )
-                    running[pool.submit(self._work, task)] = node_id
-                if not running:
-                    break
                 try:
+                    while ready and not stopping and len(running) < self.workers:
+                        node_id = heapq.heappop(ready)[2]
+                        task = tasks[node_id]
+                        for input_id in task.node.inputs:
+                            task.inputs[input_id] = (
+                                tasks[input_id].snapshot
+                                if input_id in tasks
+                                else input_path(input_id)
+                            )
+                        running[pool.submit(self._work, task)] = node_id
+                    if not running:
+                        break
                     done, _ = wait(
                         list(running),
                         timeout=self.tick_seconds,
                         return_when=FIRST_COMPLETED,
                     )
+                    self._flush_events()
+                    self.reporters.tick()
+                    for future in done:
+                        task = tasks[running[future]]
+                        outcome = future.result()
+                        if task.node_id not in results:
+                            if outcome.status == "success" and outcome.built:
+                                on_success(task, outcome.built)
+                            self._finish(results, task, outcome)
+                        if outcome.status == "success":
+                            for nxt in self.dag.downstream[task.node_id]:
+                                if nxt in waiting and task.node_id in waiting[nxt]:
+                                    waiting[nxt].discard(task.node_id)
+                                    if not waiting[nxt] and nxt not in results:
+                                        rank = (-height[nxt], order[nxt], nxt)
+                                        heapq.heappush(ready, rank)
+                        else:
+                            self._skip_downstream(results, tasks, task.node_id)
+                            if self.fail_fast and not stopping:
+                                stopping = "fail-fast"
+                        del running[future]
                 except KeyboardInterrupt:
                     self.cancel.set()
-                    done = set()
-                self._flush_events()
-                self.reporters.tick()
                 if self.cancel.is_set():
                     stopping = "cancel"
                     self._interrupt_running()
-                for future in done:
-                    node_id = running.pop(future)
-                    outcome = future.result()
-                    task = tasks[node_id]
-                    if outcome.status == "success" and outcome.built is not None:
-                        on_success(task, outcome.built)
-                    self._finish(results, task, outcome)
-                    if outcome.status == "success":
-                        for nxt in self.dag.downstream[node_id]:
-                            if nxt in waiting:
-                                waiting[nxt].discard(node_id)
-                                if not waiting[nxt] and nxt not in results:
-                                    heapq.heappush(
-                                        ready, (-height[nxt], order[nxt], nxt)
-                                    )
-                    else:
-                        self._skip_downstream(results, tasks, node_id)
-                        if self.fail_fast and not stopping:
-                            stopping = "fail-fast"
         finally:
             self._stop(running)
             pool.shutdown(wait=True)

@@ -278,7 +278,9 @@ def test_cancel_interrupts_a_long_query_and_the_next_run_resumes(
     statuses = result.statuses()
     assert statuses["source.numbers"] == "success"
     assert statuses["transform.long"] == "cancelled"
-    assert result.nodes["transform.long"].error == "interrupted while running"
+    assert result.nodes["transform.long"].error == (
+        "transform.long: interrupted while running"
+    )
     assert statuses["transform.after_long"] in ("skipped", "cancelled")
     assert statuses["transform.quick"] in ("success", "cancelled")
     assert "Run FAILED" in result.headline()
@@ -324,17 +326,15 @@ def test_cancel_just_before_the_query_starts_still_interrupts_it(
     assert result.statuses()["transform.long"] == "cancelled"
 
 
-def test_an_exception_in_a_reporter_interrupts_running_queries(
-    tmp_path: Path,
-) -> None:
+def test_an_error_in_a_reporter_interrupts_running_queries(tmp_path: Path) -> None:
     project = long_project(tmp_path)
 
     def on_event(event: Event) -> None:
         if isinstance(event, NodeStarted) and event.node_id == "transform.long":
-            raise KeyboardInterrupt
+            raise RuntimeError("the front end broke")
 
     started = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RuntimeError, match="the front end broke"):
         project.run(max_workers=1, reporter=Recorder(on_event))
 
     assert time.perf_counter() - started < 5
@@ -343,6 +343,29 @@ def test_an_exception_in_a_reporter_interrupts_running_queries(
     assert project.run(max_workers=1, nodes=["quick"]).statuses() == {
         "transform.quick": "success"
     }
+
+
+@pytest.mark.parametrize("event_type", [NodeStarted, NodeFinished])
+def test_a_keyboard_interrupt_anywhere_in_the_loop_cancels_the_run(
+    tmp_path: Path, event_type: type
+) -> None:
+    project = long_project(tmp_path)
+    interrupts = []
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, event_type) and not interrupts:
+            interrupts.append(event)
+            raise KeyboardInterrupt
+
+    started = time.perf_counter()
+    result = run_failed(project, max_workers=2, reporter=Recorder(on_event))
+
+    assert time.perf_counter() - started < 5
+    statuses = result.statuses()
+    assert statuses["source.numbers"] == "success"
+    assert statuses["transform.long"] == "cancelled"
+    state = project.store.load_state("prod")
+    assert set(state.entries) == {n for n, s in statuses.items() if s == "success"}
 
 
 def test_run_started_lists_what_runs_and_what_is_cached(tmp_path: Path) -> None:
