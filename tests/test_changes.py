@@ -336,7 +336,7 @@ def write_project(folder: Path, files: dict[str, str]) -> Path:
 def definitions(folder: Path) -> tuple[dict[str, Definition], list[str]]:
     nodes = load_nodes(folder).nodes
     dag = build_dag(nodes)
-    return {i: Definition.from_node(n) for i, n in nodes.items()}, dag.order
+    return {i: Definition.from_node(n) for i, n in nodes.items()}, list(dag.order)
 
 
 def production(folder: Path) -> dict[str, Definition]:

@@ -543,7 +543,7 @@ def promoting_child(
 
 
 def wait_for_step(child: subprocess.Popen[str], step: str) -> list[str]:
-    assert child.stdout is not None
+    assert child.stdout is not None and child.stderr is not None
     seen = []
     for line in child.stdout:
         seen.append(line.strip())
