@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from seeknal_jupyter import execute
+from seeknal_jupyter import environments, execute
 from seeknal_jupyter.dag import build_dag
 from seeknal_jupyter.errors import ProjectError, RunFailed
 from seeknal_jupyter.loader import NAME_PATTERN, Node
@@ -515,6 +515,9 @@ def test_c15_csv_edge_cases(tmp_path: Path) -> None:
     assert {n: s for n, s in rerun.statuses().items() if s != "cached"} == {
         "source.missing_customers": "failed"
     }
+    classes = environments.plan(project, "check").classes()
+    assert classes.pop("source.missing_customers") == "ADDED"
+    assert set(classes.values()) == {"UNCHANGED"}
 
 
 # C17: a failure in the middle of a layer skips only its descendants
