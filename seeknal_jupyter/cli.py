@@ -259,14 +259,14 @@ def _plan(args: argparse.Namespace, project: Project, _: Any) -> Any:
 
 
 def _run(args: argparse.Namespace, project: Project, reporter: Reporter | None) -> Any:
-    options = dict(
-        parallel=args.parallel,
-        max_workers=args.max_workers,
-        full=args.full,
-        nodes=args.nodes,
-        tags=args.tags,
-        types=args.types,
-    )
+    options: dict[str, Any] = {
+        "parallel": args.parallel,
+        "max_workers": args.max_workers,
+        "full": args.full,
+        "nodes": args.nodes,
+        "tags": args.tags,
+        "types": args.types,
+    }
     if args.env:
         return _apply(args, project, reporter)
     if args.dry_run or args.show_plan:
