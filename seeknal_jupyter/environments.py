@@ -468,7 +468,7 @@ def _record(store: Store, env: str, **events: Any) -> None:
 # ---------------------------------------------------------------- apply
 
 
-@dataclass
+@dataclass(repr=False)
 class ApplyResult(RunResult):
     """A run of an environment's plan: what ran there and what production supplied."""
 
