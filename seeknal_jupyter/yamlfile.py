@@ -21,9 +21,20 @@ class Mapping(dict):  # type: ignore[type-arg]
         return self.key_lines.get(key, self.line)
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2-like scalars: only true/false are booleans, no octal,
-    no base-60 numbers, no implicit dates, so `no`, `0150` and `12:30` stay strings."""
+_Parser: Any = (
+    getattr(yaml, "CSafeLoader", None) and yaml.cyaml.CParser or yaml.SafeLoader
+)
+
+
+class _StrictLoader(_Parser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """A safe loader (on libyaml's parser when PyYAML has it) with YAML 1.2-like
+    scalars: only true/false are booleans, no octal, no base-60 numbers, no implicit
+    dates, so `no`, `0150` and `12:30` stay strings."""
+
+    def __init__(self, stream: str) -> None:
+        _Parser.__init__(self, stream)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
 
 
 _StrictLoader.yaml_implicit_resolvers = {}
@@ -113,6 +124,15 @@ def _hint_for(error: yaml.YAMLError, text: str) -> str | None:
     return "check the indentation and the ':' after each key"
 
 
+def _separator_before(text: str, line: int) -> int:
+    """The line of the last ``---`` before ``line``, where an empty document starts."""
+    lines = text.splitlines()[: line - 1]
+    for number in range(len(lines), 0, -1):
+        if lines[number - 1].startswith("---"):
+            return number
+    return 1
+
+
 def read_yaml(text: str, file: str) -> YamlFile:
     """Read every document of a YAML text strictly.
 
@@ -127,16 +147,15 @@ def read_yaml(text: str, file: str) -> YamlFile:
     loader = _StrictLoader(text)
     try:
         while loader.check_node():
-            start = loader.peek_event().start_mark.line + 1
             node = loader.get_node()
-            line = node.start_mark.line + 1 if node is not None else start
+            line = node.start_mark.line + 1 if node is not None else 1
             data = loader.construct_document(node) if node is not None else None
             if data is None:
                 result.warnings.append(
                     Problem(
                         "empty YAML document ignored",
                         file,
-                        start,
+                        _separator_before(text, line),
                         hint="remove the extra '---' or write a node there",
                     )
                 )

@@ -53,12 +53,12 @@ def test_yaml_syntax_error(tmp_path: Path) -> None:
 def test_tab_indentation(tmp_path: Path) -> None:
     found = problems(tmp_path, {"a.yml": "kind: source\nparams:\n\tdelimiter: ';'\n"})
 
-    assert found == [
-        (
-            "seeknal/a.yml:3: invalid YAML: found character '\\t' that cannot start "
-            "any token (indent with spaces; YAML does not allow tabs for indentation)"
-        )
-    ]
+    assert len(found) == 1
+    assert found[0].startswith("seeknal/a.yml:3: invalid YAML: found character ")
+    assert found[0].endswith(
+        "that cannot start any token "
+        "(indent with spaces; YAML does not allow tabs for indentation)"
+    )
 
 
 def test_duplicate_key(tmp_path: Path) -> None:
