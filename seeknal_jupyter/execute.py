@@ -143,6 +143,9 @@ def source_read(node: Node, root: Path) -> str:
             {CSV_OPTION_NAMES.get(str(k), str(k)): v for k, v in params.items()}
         )
         args = [f"{k} = {_literal(v)}" for k, v in options.items()]
+        if node.schema and options["header"] is False:
+            names = ", ".join(quote_literal(c) for c, _ in node.schema)
+            args.append(f"names = [{names}]")
         if node.schema:
             types = ", ".join(
                 f"{quote_literal(c)}: {quote_literal(t)}" for c, t in node.schema

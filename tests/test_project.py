@@ -486,3 +486,33 @@ def test_a_second_process_is_refused_with_the_holder_named(chain: Path) -> None:
         holder.stdin.close()
         holder.wait(10)
     assert set(project.run().statuses().values()) == {"cached"}
+
+
+def test_headerless_csv_takes_its_column_names_from_the_schema(tmp_path: Path) -> None:
+    source = textwrap.dedent("""\
+        kind: source
+        name: no-header
+        source: csv
+        table: data/no_header.csv
+        params: {delimiter: "|", header: false}
+        schema:
+          - {name: id, data_type: integer}
+          - {name: code, data_type: string}
+        """)
+    reader = textwrap.dedent("""\
+        kind: transform
+        name: dashed-reader
+        inputs: [{ref: source.no-header}]
+        transform: SELECT code, id * 10 AS id10 FROM "no-header"
+        """)
+    data = {"no_header.csv": "1|x\n2|y\n"}
+    project = Project(write_project(tmp_path, source, reader, data=data))
+
+    project.run()
+
+    assert output(project, "no-header") == [(1, "x"), (2, "y")]
+    assert parquet_columns(project.output_path("no-header")) == [
+        ("id", "INTEGER"),
+        ("code", "VARCHAR"),
+    ]
+    assert output(project, "dashed-reader") == [("x", 10), ("y", 20)]
