@@ -667,16 +667,23 @@ def _split(
     return _Split(to_run, kept, {n: own.entries[n] for n in kept}, borrowed, production)
 
 
-def collect_generations(store: Store) -> int:
+def collect_generations(store: Store, keep: Path | None = None) -> int:
     """Delete generation folders no environment points to; returns how many.
 
     Call it holding the write lock: only writers make generations.
+
+    Args:
+        store: the project's store.
+        keep: a generation to leave for now (one just replaced, which a reader
+            may have opened a moment ago).
     """
     live = {
         g
         for g in (store.generation(e) for e in (PRODUCTION, *environments(store)))
         if g
     }
+    if keep is not None:
+        live.add(keep.resolve())
     count = 0
     folder = store.target / "gens"
     for generation in folder.iterdir() if folder.is_dir() else ():
@@ -801,8 +808,6 @@ def promote(
                 f"{source!r} is not applied ({len(missing)} planned node(s) not built, "
                 f"first {missing[0]}); run: seeknal run --env {source}"
             )
-        store.remove_partials()
-        collect_generations(store)
         step("checked")
         state = _promoted_state(target, target_state, source_state, saved)
         generation = store.new_generation(target)
@@ -816,6 +821,7 @@ def promote(
         if target != PRODUCTION:
             _mirror_plan(project, saved, target, state)
         step("state-written")
+        replaced = store.generation(target)
         store.point(target, generation)
         seconds = time.perf_counter() - started
         step("pointed")
@@ -824,6 +830,8 @@ def promote(
         _record(store, source, promoted_at=time.time(), promoted_to=target)
         if target != PRODUCTION:
             _record(store, target, planned_at=time.time(), applied_at=time.time())
+        store.remove_partials()
+        collect_generations(store, keep=replaced)
         step("recorded")
     return PromoteResult(
         source=source,

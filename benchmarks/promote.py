@@ -1,0 +1,154 @@
+"""Benchmark: promoting a large environment in which one node changed; run by hand.
+
+Usage::
+
+    .venv/bin/python benchmarks/promote.py            # fraud 1x and 50x, 2,000 nodes
+    .venv/bin/python benchmarks/promote.py --quick    # tiny sizes, to check the script
+
+Each case builds production, then three times: edits one node, plans and applies an
+environment, and promotes it (the edit alternates, so each promote changes
+production). It reports the median promote time (lock to commit, as
+``PromoteResult.seconds`` measures it, and the whole call), how many outputs and bytes
+the new production generation links, and for comparison how long copying those bytes
+would take. Large data makes a copy slower; it should not change the promote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from seeknal_jupyter import environments
+from seeknal_jupyter.examples import init_example
+from seeknal_jupyter.project import Project
+
+FEATURE = "  ip_reputation_score:\n    dtype: float\n"
+FEATURES_FILE = "seeknal/feature_groups/13_feature_group_txn_features.yml"
+
+
+def fraud_project(folder: Path, scale: int) -> tuple[Project, Callable[[int], None]]:
+    root = init_example("fraud-detection", folder / f"fraud-{scale}", scale)
+    path = root / FEATURES_FILE
+    original = path.read_text()
+
+    def edit(round_number: int) -> None:
+        path.write_text(original + (FEATURE if round_number % 2 == 0 else ""))
+
+    return Project(root), edit
+
+
+def wide_project(folder: Path, nodes: int) -> tuple[Project, Callable[[int], None]]:
+    """One source, ``nodes - 2`` transforms reading it and one edited transform."""
+    root = folder / f"wide-{nodes}"
+    (root / "seeknal").mkdir(parents=True)
+    (root / "data").mkdir()
+    rows = "\n".join(f"{i},{i * 0.5}" for i in range(1000))
+    (root / "data/base.csv").write_text("id,v\n" + rows + "\n")
+    documents = ["kind: source\nname: base\nsource: csv\ntable: data/base.csv\n"]
+    for number in range(1, nodes - 1):
+        documents.append(
+            f"kind: transform\nname: t{number}\n"
+            f"transform: SELECT id, v * {number} AS v FROM source.base\n"
+        )
+    (root / "seeknal/nodes.yml").write_text("---\n".join(documents))
+    last = root / "seeknal/last.yml"
+
+    def edit(round_number: int) -> None:
+        extra = f", id + {round_number} AS extra" if round_number % 2 == 0 else ""
+        last.write_text(
+            f"kind: transform\nname: edited\n"
+            f"transform: SELECT id, v{extra} FROM source.base\n"
+        )
+
+    last.write_text(
+        "kind: transform\nname: edited\ntransform: SELECT id, v FROM source.base\n"
+    )
+    return Project(root), edit
+
+
+def copy_seconds(project: Project) -> float:
+    """How long copying production's outputs to a new folder takes."""
+    state = project.store.load_state("prod")
+    destination = project.target / "copy-benchmark"
+    destination.mkdir()
+    started = time.perf_counter()
+    for number, entry in enumerate(state.entries.values()):
+        shutil.copyfile(
+            project.target / entry.snapshot, destination / f"{number}.parquet"
+        )
+    seconds = time.perf_counter() - started
+    shutil.rmtree(destination)
+    return seconds
+
+
+def measure(
+    name: str, project: Project, edit: Callable[[int], None], rounds: int
+) -> str:
+    edit(1)
+    project.run(parallel=True)
+    commits, calls = [], []
+    result = None
+    for number in range(rounds):
+        edit(number)
+        env = f"bench{number}"
+        plan = environments.plan(project, env)
+        changed = [
+            n for n in plan.to_execute if plan.changes[n].change_class != "DEPENDENT"
+        ]
+        assert len(changed) == 1, plan
+        environments.apply(project, env, parallel=True)
+        started = time.perf_counter()
+        result = environments.promote(project, env)
+        calls.append(time.perf_counter() - started)
+        commits.append(result.seconds)
+    assert result is not None
+    return (
+        f"| {name} | {result.linked:,} | {result.linked_bytes / 1e6:,.1f} | "
+        f"{statistics.median(commits) * 1000:.1f} | {statistics.median(calls) * 1000:.1f} | "
+        f"{copy_seconds(project) * 1000:.1f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes")
+    args = parser.parse_args()
+    scales = (1, 2) if args.quick else (1, 50)
+    wide = 200 if args.quick else 2000
+    rounds = 3
+    lines = [
+        (
+            "| case | outputs linked | MB linked | promote, lock to commit (ms) | "
+            "promote call (ms) | copying the same outputs (ms) |"
+        ),
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    with tempfile.TemporaryDirectory(prefix="seeknal-promote-") as folder:
+        for scale in scales:
+            project, edit = fraud_project(Path(folder), scale)
+            lines.append(
+                measure(
+                    f"fraud example {scale}x, txn_features changed",
+                    project,
+                    edit,
+                    rounds,
+                )
+            )
+            print(lines[-1], flush=True)
+        project, edit = wide_project(Path(folder), wide)
+        lines.append(
+            measure(f"{wide:,} nodes, one transform changed", project, edit, rounds)
+        )
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
