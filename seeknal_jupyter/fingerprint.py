@@ -6,6 +6,7 @@ import glob
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,14 +58,27 @@ def _data_stamp(root: Path, node: Node) -> list[list[Any]]:
     return stamps
 
 
-def fingerprints(dag: Dag, root: Path) -> dict[str, str]:
+def fingerprints(
+    dag: Dag, root: Path, built: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Fingerprint of every node, computed in topological order.
 
     A fingerprint covers the node's definition (SQL normalised), its inputs'
     fingerprints and, for sources, each data file's size and modification time.
+
+    Args:
+        dag: the nodes.
+        root: the project folder, where sources' data files are found.
+        built: fingerprints to use for some nodes instead of computing them: those
+            of existing outputs that a run reads although they are out of date, so
+            that what is built from them is fingerprinted from what it really read.
     """
+    built = built or {}
     result: dict[str, str] = {}
     for node_id in dag.order:
+        if node_id in built:
+            result[node_id] = built[node_id]
+            continue
         node = dag.nodes[node_id]
         payload: dict[str, Any] = {
             "definition": definition(node),

@@ -300,6 +300,7 @@ class Project:
             generation = self.store.ensure_generation(env)
             state = self.store.load_state(env)
             to_run, cached = self._split(selected, fps, state, full)
+            fps = self._as_read(dag, fps, to_run, state)
             result = self._execute(
                 dag,
                 fps,
@@ -318,6 +319,29 @@ class Project:
         if not result.ok:
             raise RunFailed(result)
         return result
+
+    def _as_read(
+        self, dag: Dag, fps: dict[str, str], to_run: list[str], state: State
+    ) -> dict[str, str]:
+        """``fps`` with the nodes to run fingerprinted from the outputs they read.
+
+        An input left out of the run is read as it was last built. When its
+        definition or data changed since, what is built from it must not pass for
+        up to date later, so its fingerprint is that of the output it really read.
+        """
+        run_set = set(to_run)
+        read = {
+            i: state.entries[i].fingerprint
+            for n in to_run
+            for i in dag.nodes[n].inputs
+            if i not in run_set
+            and i in state.entries
+            and state.entries[i].fingerprint != fps[i]
+        }
+        if not read:
+            return fps
+        as_read = fingerprints(dag, self.root, read)
+        return {n: as_read[n] if n in run_set else f for n, f in fps.items()}
 
     def _input_resolver(self, dag: Dag, states: list[State]) -> Any:
         def input_path(node_id: str) -> Path:

@@ -516,3 +516,19 @@ def test_headerless_csv_takes_its_column_names_from_the_schema(tmp_path: Path) -
         ("code", "VARCHAR"),
     ]
     assert output(project, "dashed-reader") == [("x", 10), ("y", 20)]
+
+
+def test_running_a_node_alone_on_a_stale_input_does_not_poison_the_cache(
+    chain: Path,
+) -> None:
+    project = Project(chain)
+    project.run()
+    edit(chain, "SELECT n, n * 2 AS n2", "SELECT n, n * 200 AS n2")
+
+    alone = project.run(nodes=["total"])
+
+    assert ran(alone) == {"transform.total"}
+    assert output(project, "total") == [(12,)]
+    assert ran(project.run()) == {"transform.doubled", "transform.total"}
+    assert output(project, "total") == [(1200,)]
+    assert set(project.run().statuses().values()) == {"cached"}
