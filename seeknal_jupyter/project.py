@@ -236,21 +236,28 @@ class Project:
         fps = fingerprints(dag, self.root)
         selected = dag.select(nodes, tags, types)
         state = self.store.load_state(env)
-        to_run, cached = self._split(selected, fps, state, full)
+        to_run, cached = self._split(dag, selected, fps, state, full)
         workers = _workers(parallel, max_workers)
         return ExecutionPlan(dag, to_run, cached, workers, _mode(full))
 
     def _split(
-        self, selected: list[str], fps: dict[str, str], state: State, full: bool
+        self,
+        dag: Dag,
+        selected: list[str],
+        fps: dict[str, str],
+        state: State,
+        full: bool,
     ) -> tuple[list[str], list[str]]:
         to_run: list[str] = []
         cached: list[str] = []
         for node_id in selected:
             entry = state.entries.get(node_id)
+            export = self._export_path(dag.nodes[node_id], None)
             fresh = (
                 entry is not None
                 and entry.fingerprint == fps[node_id]
                 and (self.target / entry.snapshot).exists()
+                and (export is None or export.exists())
             )
             (cached if fresh and not full else to_run).append(node_id)
         return to_run, cached
@@ -299,7 +306,7 @@ class Project:
             self.store.remove_partials()
             generation = self.store.ensure_generation(env)
             state = self.store.load_state(env)
-            to_run, cached = self._split(selected, fps, state, full)
+            to_run, cached = self._split(dag, selected, fps, state, full)
             fps = self._as_read(dag, fps, to_run, state)
             result = self._execute(
                 dag,

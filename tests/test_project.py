@@ -345,6 +345,9 @@ def test_file_exposure_is_written_to_its_path(tmp_path: Path, fmt: str) -> None:
         assert rows.fetchall() == [(1, "one"), (2, "two"), (3, "three")]
     assert output(project, "export") == [(1, "one"), (2, "two"), (3, "three")]
     assert not list(written.parent.glob(".*"))
+    written.unlink()
+    assert ran(project.run()) == {"exposure.export"}
+    assert written.exists()
 
 
 def test_bare_names_and_ambiguous_names(tmp_path: Path) -> None:
