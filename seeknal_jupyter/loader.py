@@ -258,7 +258,10 @@ def _check_fields(check: _Checker, kind: str, warnings: list[Problem]) -> None:
 def _check_type(check: _Checker, column: str, dtype: Any, key: str) -> str | None:
     resolved = duckdb_type(dtype)
     if resolved is None:
-        check.fail(f"column {column!r}: unknown type {dtype!r}", key, type_hint())
+        hint = type_hint()
+        if re.match(r"^decimal\(\s*\d+\s*$", str(dtype), re.IGNORECASE):
+            hint = "quote it, e.g. 'decimal(10,2)': in {...} a comma ends the value"
+        check.fail(f"column {column!r}: unknown type {dtype!r}", key, hint)
     return resolved
 
 

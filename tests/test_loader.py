@@ -437,3 +437,17 @@ def test_source_fields_are_checked(tmp_path: Path, body: str, message: str) -> N
     found = problems(tmp_path, {"a.yml": "kind: source\nname: s\n" + body})
 
     assert found == [message]
+
+
+def test_unquoted_decimal_in_a_flow_mapping_gets_a_hint(tmp_path: Path) -> None:
+    text = "kind: source\nname: s\nsource: csv\ntable: x.csv\nschema:\n"
+    text += "  - {name: price, data_type: decimal(10,2)}\n"
+
+    found = problems(tmp_path, {"a.yml": text})
+
+    assert found == [
+        (
+            "seeknal/a.yml:5: source.s: column 'price': unknown type 'decimal(10' "
+            "(quote it, e.g. 'decimal(10,2)': in {...} a comma ends the value)"
+        )
+    ]
