@@ -561,8 +561,7 @@ def test_c17_failure_skips_only_descendants(
     assert "nodes: 6" in printed and "succeeded: 3" in printed
     assert "failed: 1" in printed and "skipped: 2" in printed
     assert printed.rstrip().endswith(result.headline())
-    assert "Run FAILED" in printed and "succeeded:" in printed
-    assert "[6/6]" in printed
+    assert "Run FAILED" in printed and "Run succeeded" not in printed
     project = Project(root)
     assert rows(project, "payments", "payment_id") == [
         (1, "acc1", 100),
