@@ -640,3 +640,29 @@ def test_cases_folder_is_a_copy_of_the_handed_cases() -> None:
             original = handed / path.relative_to(CASES)
             assert original.read_bytes() == path.read_bytes(), path
     assert os.path.getsize(CASES / "C15" / "data" / "empty.csv") == 0
+
+
+def test_c17_earlier_outputs_of_failed_and_skipped_nodes_stay_and_are_stale(
+    tmp_path: Path,
+) -> None:
+    root = make_project("C17", tmp_path)
+    failing = (root / "seeknal" / "nodes.yml").read_text()
+    replace_sql(root, "bad_b", (CASES / "C17" / "bad_b_fixed.sql").read_text())
+    Project(root).run(max_workers=4)
+    cache = root / "target" / "cache" / "transform"
+    before = {n: sha256(cache / f"{n}.parquet") for n in ("bad_b", "c", "e")}
+    (root / "seeknal" / "nodes.yml").write_text(failing)
+
+    result = run_failed(Project(root), max_workers=4)
+
+    assert result.statuses() == C17_FIRST | {
+        "source.payments": "cached",
+        "transform.ok_a": "cached",
+        "transform.d": "cached",
+    }
+    assert {n: sha256(cache / f"{n}.parquet") for n in before} == before
+    assert Project(root).execution_plan().to_run == [
+        "transform.bad_b",
+        "transform.c",
+        "transform.e",
+    ]
