@@ -262,8 +262,8 @@ def test_c04_failed_rewrite_keeps_earlier_output(tmp_path: Path) -> None:
 
     failed = result.nodes["transform.readings_clean"]
     assert failed.status == "failed"
-    assert "transform.readings_clean" in failed.error
-    assert "Conversion Error" in failed.error
+    assert "transform.readings_clean" in str(failed.error)
+    assert "Conversion Error" in str(failed.error)
     assert result.nodes["transform.sensor_totals"].status == "skipped"
     assert result.nodes["source.readings"].status == "cached"
     c04_assert_v1_output_kept(root, digest)
@@ -486,7 +486,7 @@ def test_c15_csv_edge_cases(tmp_path: Path) -> None:
         "source.crlf_customers": "success",
         "transform.all_customers": "success",
     }
-    error = result.nodes["source.missing_customers"].error
+    error = str(result.nodes["source.missing_customers"].error)
     assert "source.missing_customers" in error
     assert "data/empty.csv is empty" in error
     assert "sniff" not in error and "dialect" not in error
@@ -552,7 +552,7 @@ def test_c17_failure_skips_only_descendants(
     result, printed = c17_first_run(root, workers)
 
     assert result.statuses() == C17_FIRST
-    error = result.nodes["transform.bad_b"].error
+    error = str(result.nodes["transform.bad_b"].error)
     assert "transform.bad_b" in error and "Conversion Error" in error
     assert result.nodes["transform.c"].reason == "upstream transform.bad_b failed"
     assert result.nodes["transform.e"].reason == "upstream transform.c skipped"
@@ -612,7 +612,7 @@ def test_c17_fail_fast_starts_nothing_after_the_failure(tmp_path: Path) -> None:
         "transform.d": "skipped",
         "transform.e": "skipped",
     }
-    assert "fail-fast" in result.nodes["transform.d"].reason
+    assert "fail-fast" in str(result.nodes["transform.d"].reason)
     snapshots = root / "target" / "snapshots" / "transform" / "d"
     assert not [p for p in snapshots.rglob("*") if p.is_file()]
 

@@ -239,7 +239,7 @@ def test_without_fail_fast_independent_nodes_go_on(tmp_path: Path) -> None:
         "transform.later": "success",
         "transform.child": "skipped",
     }
-    error = result.nodes["transform.bad"].error
+    error = str(result.nodes["transform.bad"].error)
     assert "transform.bad" in error and "seeknal/nodes.yml:6" in error
     assert "Could not convert string 'x' to INT32" in error
 
@@ -350,7 +350,7 @@ def test_a_keyboard_interrupt_anywhere_in_the_loop_cancels_the_run(
     tmp_path: Path, event_type: type
 ) -> None:
     project = long_project(tmp_path)
-    interrupts = []
+    interrupts: list[Event] = []
 
     def on_event(event: Event) -> None:
         if isinstance(event, event_type) and not interrupts:

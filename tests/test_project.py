@@ -225,9 +225,7 @@ def test_a_deleted_output_is_rebuilt(chain: Path) -> None:
         ),
     ],
 )
-def test_selection(
-    chain: Path, selection: dict[str, list[str]], expected: set[str]
-) -> None:
+def test_selection(chain: Path, selection: dict[str, Any], expected: set[str]) -> None:
     project = Project(chain)
     project.run()
 
@@ -448,7 +446,9 @@ def test_a_missing_data_file_fails_only_its_node(chain: Path) -> None:
 
     result = failure.value.result
     assert result.statuses()["source.other"] == "failed"
-    assert "data file data/other.csv not found" in result.nodes["source.other"].error
+    assert "data file data/other.csv not found" in str(
+        result.nodes["source.other"].error
+    )
     assert result.statuses()["transform.other_count"] == "skipped"
     assert result.statuses()["transform.total"] == "success"
 
