@@ -559,6 +559,8 @@ def check_schemas(dag: Dag, to_run: list[str], input_path: Any, root: Path) -> N
     declared feature are reported together as a ProjectError. Data problems (a
     missing or empty file, a failing cast) are left for the run to report.
     """
+    if not to_run:
+        return
     problems: list[Problem] = []
     columns: dict[str, list[list[str]] | None] = {}
     run_set = set(to_run)

@@ -25,7 +25,6 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-@functools.lru_cache(maxsize=4096)
 def _parse(sql: str) -> tuple[exp.Expr, ...] | None:
     try:
         return tuple(e for e in sqlglot.parse(sql, read="duckdb") if e is not None)
@@ -41,14 +40,33 @@ def _tokens(sql: str) -> list[tuple[TokenType, str]]:
         return [(TokenType.VAR, word) for word in sql.split()]
 
 
+@functools.lru_cache(maxsize=16384)
+def _analyse(sql: str) -> tuple[tuple[str, ...], str]:
+    """The node references and the normalised text of one SQL text, parsed once.
+
+    Every load asks both of every node, so the answers are kept (small strings),
+    not the parsed trees (tens of kilobytes each).
+    """
+    statements = _parse(sql)
+    return _references(statements, sql), _normalised(statements, sql)
+
+
 def referenced_nodes(sql: str) -> list[str]:
     """Node ids (``kind.name``) that the SQL reads from, in order of appearance.
 
     Comments and string literals never count: the SQL is parsed, and only table
     references whose schema is a node kind are taken.
     """
+    return list(_analyse(sql)[0])
+
+
+def normalise(sql: str) -> str:
+    """SQL text with comments, whitespace and keyword case removed from the picture."""
+    return _analyse(sql)[1]
+
+
+def _references(statements: tuple[exp.Expr, ...] | None, sql: str) -> tuple[str, ...]:
     found: list[str] = []
-    statements = _parse(sql)
     if statements is not None:
         for statement in statements:
             for table in statement.find_all(exp.Table):
@@ -68,15 +86,19 @@ def referenced_nodes(sql: str) -> list[str]:
                 )
             ):
                 found.append(f"{kind}.{name}")
-    return list(dict.fromkeys(found))
+    return tuple(dict.fromkeys(found))
 
 
-def normalise(sql: str) -> str:
-    """SQL text with comments, whitespace and keyword case removed from the picture."""
-    statements = _parse(sql)
+def _normalised(statements: tuple[exp.Expr, ...] | None, sql: str) -> str:
     if statements is not None:
+        # The trees are this call's own, so the generator may skip copying them.
         return ";\n".join(
-            s.sql(dialect="duckdb", comments=False, normalize_functions="upper")
+            s.sql(
+                dialect="duckdb",
+                comments=False,
+                normalize_functions="upper",
+                copy=False,
+            )
             for s in statements
         )
     return " ".join(
