@@ -58,6 +58,13 @@ def magics(shell: Any) -> SeeknalMagics:
     return shell.magics_manager.registry["SeeknalMagics"]
 
 
+def current(shell: Any) -> Project:
+    """The notebook's project."""
+    project = magics(shell).project
+    assert project is not None
+    return project
+
+
 def seeknal(shell: Any, line: str) -> Any:
     return shell.run_line_magic("seeknal", line)
 
@@ -269,7 +276,7 @@ def test_init_makes_the_new_project_current(ip: Any, tmp_path: Path) -> None:
     assert made.folder == tmp_path / "fresh"
     assert "It is now the notebook's project" in shown.stdout
     assert magics(ip).project is not None
-    assert magics(ip).project.root == tmp_path / "fresh"
+    assert current(ip).root == tmp_path / "fresh"
     assert len(seeknal(ip, "plan").dag.nodes) == FRAUD_IDS
 
 
@@ -297,7 +304,7 @@ def test_the_working_folder_is_the_default_project(
     monkeypatch.chdir(fraud)
     assert len(seeknal(ip, "plan").dag.nodes) == FRAUD_IDS
     assert magics(ip).project is not None
-    assert magics(ip).project.root == fraud
+    assert current(ip).root == fraud
 
 
 def test_run_returns_the_result_and_a_failure_shows_the_summary(
@@ -329,8 +336,9 @@ def test_run_returns_the_result_and_a_failure_shows_the_summary(
     summaries = [o.data["text/html"] for o in shown.outputs if "text/html" in o.data]
     assert len(summaries) == 1
     assert "card feed is down" in summaries[0]
-    assert magics(ip).last_result is not None
-    assert magics(ip).last_result.statuses()["transform.card_feed"] == "failed"
+    last = magics(ip).last_result
+    assert last is not None
+    assert last.statuses()["transform.card_feed"] == "failed"
 
 
 def test_show_returns_a_dataframe(ip: Any, fraud: Path) -> None:
@@ -452,7 +460,7 @@ def test_a_yaml_cell_defines_a_node_and_replaces_a_file_node(
         "Replaced transform.merchant_risk (was "
         "seeknal/transforms/10_transform_merchant_risk.yml:1)"
     )
-    node = magics(ip).project.dag().nodes["transform.merchant_risk"]
+    node = current(ip).dag().nodes["transform.merchant_risk"]
     assert node.file == "<cell transform.merchant_risk>"
     assert node.spec["description"] == "merchants only, from a cell"
     assert node.inputs == ("source.merchant_data",)
@@ -472,7 +480,7 @@ def test_an_invalid_cell_is_reported_in_one_line_and_not_kept(
         "transform.spenders: unknown input 'transactons' (did you mean "
         "'source.transactions'?)"
     )
-    kept = magics(ip).project.cells["transform.spenders"][0]
+    kept = current(ip).cells["transform.spenders"][0]
     assert kept["transform"].startswith("SELECT customer_id")
 
     err = failing_cell(ip, "%%seeknal_node transform fresh\nkind: source\n", capsys)
@@ -481,7 +489,7 @@ def test_an_invalid_cell_is_reported_in_one_line_and_not_kept(
     assert "a source is described in YAML" in err
     err = failing_cell(ip, "%%seeknal_node transform t\ninputs: [a\n", capsys)
     assert "invalid YAML" in err
-    assert list(magics(ip).project.cells) == ["transform.spenders"]
+    assert list(current(ip).cells) == ["transform.spenders"]
 
 
 def test_save_writes_a_file_that_loads_back_to_the_same_node(
@@ -492,7 +500,7 @@ def test_save_writes_a_file_that_loads_back_to_the_same_node(
         ip, "transform spenders --inputs transactions --save", SPENDERS_SQL
     )
     assert said.endswith("Saved to seeknal/transforms/spenders.yml.")
-    project = magics(ip).project
+    project = current(ip)
     assert project.cells == {}
     saved = fraud / "seeknal/transforms/spenders.yml"
     document = read_yaml(saved.read_text(), "spenders.yml").documents[0].data

@@ -84,6 +84,9 @@ def check_parallel_notebook(notebook: Any) -> None:
     assert all(s.count(">SUCCESS<") == 15 for s in succeeded)
     (svg,) = rich(notebook, "image/svg+xml")
     assert drawn_nodes(svg) == 15
+    panels = [t for t in rich(notebook, "text/plain") if t.startswith("Running fraud")]
+    assert len(panels) == 5
+    assert all("\nall nodes  15/15\n" in panel for panel in panels)
     bars = overall_bars(notebook)
     assert len(bars) == 5
     assert all(bar["value"] == bar["max"] == 15 for bar in bars)
