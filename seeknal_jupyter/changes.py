@@ -108,11 +108,9 @@ class Change:
 
     def describe(self) -> str:
         """``node_id (reason; reason)``."""
-        return (
-            f"{self.node_id} ({'; '.join(self.reasons)})"
-            if self.reasons
-            else (self.node_id)
-        )
+        if not self.reasons:
+            return self.node_id
+        return f"{self.node_id} ({'; '.join(self.reasons)})"
 
     def to_json(self) -> dict[str, Any]:
         return {
