@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from seeknal_jupyter.errors import Problem, ProjectError, UsageError
 from seeknal_jupyter.loader import Node
+from seeknal_jupyter.sql import KINDS
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class Dag:
                 chosen |= self.upstream_of([node_id])
             if with_down:
                 chosen |= self.downstream_of([node_id])
+        _check_known("tag", tags, {t for n in self.nodes.values() for t in n.tags})
+        _check_known("kind", kinds, set(KINDS))
         chosen |= {n for n in self.order if tags & set(self.nodes[n].tags)}
         chosen |= {n for n in self.order if self.nodes[n].kind in kinds}
         return [n for n in self.order if n in chosen]
@@ -98,6 +102,15 @@ class Dag:
             path.append(end)
             end = previous[end]
         return path[::-1], total
+
+
+def _check_known(what: str, asked: set[str], known: set[str]) -> None:
+    """Refuse a tag or kind that selects nothing, so a typo never runs nothing."""
+    for word in sorted(asked - known):
+        close = difflib.get_close_matches(word, sorted(known), n=1)
+        listed = ", ".join(sorted(known)) or "none"
+        hint = f"did you mean {close[0]!r}?" if close else f"known {what}s: {listed}"
+        raise UsageError(f"no node has {what} {word!r}; {hint}")
 
 
 def _walk(start: Iterable[str], step: object) -> set[str]:

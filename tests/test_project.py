@@ -244,6 +244,27 @@ def test_selecting_a_node_whose_input_never_ran_is_a_usage_error(chain: Path) ->
         Project(chain).run(nodes=["nope"])
 
 
+@pytest.mark.parametrize(
+    ("selection", "message"),
+    [
+        (
+            {"types": ["trasform"]},
+            "no node has kind 'trasform'; did you mean 'transform'?",
+        ),
+        ({"tags": ["dialy"]}, "no node has tag 'dialy'; did you mean 'daily'?"),
+        ({"tags": ["zzz"]}, "no node has tag 'zzz'; known tags: daily, raw"),
+    ],
+)
+def test_a_tag_or_kind_that_selects_nothing_is_a_usage_error(
+    chain: Path, selection: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(UsageError) as error:
+        Project(chain).run(**selection)
+
+    assert str(error.value) == message
+    assert not (chain / "target").exists()
+
+
 def test_execution_plan_runs_nothing(chain: Path) -> None:
     project = Project(chain)
 
