@@ -287,6 +287,7 @@ def test_c04_killed_run_leaves_only_whole_files(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while partial is None and run.poll() is None and time.monotonic() < deadline:
             partial = next(snapshots.glob(f"*{TEMP_SUFFIX}"), None)
+            time.sleep(0.001)
         run.send_signal(signal.SIGKILL)
     finally:
         run.wait(10)
