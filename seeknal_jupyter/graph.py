@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import logging
 from collections.abc import Mapping
 
 from seeknal_jupyter.dag import Dag
-from seeknal_jupyter.errors import UsageError
+from seeknal_jupyter.environments import load_plan
 from seeknal_jupyter.project import Project
 from seeknal_jupyter.render import DagPicture, DrawNode, draw
 from seeknal_jupyter.report import RunResult
-
-log = logging.getLogger(__name__)
 
 
 def picture(
@@ -38,11 +34,11 @@ def picture(
 
     Raises:
         ProjectError: the project does not load.
-        UsageError: a plan was asked for but environments are not available.
+        UsageError: ``plan_env`` has no saved plan.
     """
     dag = project.dag()
     if plan_env is not None:
-        nodes = plan_nodes(dag, change_classes(project, plan_env))
+        nodes = plan_nodes(dag, load_plan(project, plan_env).classes())
         title, mode = f"{project.name}: plan for {plan_env}", "plan"
     elif result is not None:
         nodes = status_nodes(dag, result)
@@ -114,34 +110,3 @@ def plan_nodes(dag: Dag, classes: Mapping[str, str]) -> list[DrawNode]:
                 DrawNode(id=node_id, kind=kind, layer=0, inputs=(), change=change)
             )
     return drawn
-
-
-def change_classes(project: Project, env: str) -> dict[str, str]:
-    """Each node's change class in the saved plan of ``env``.
-
-    It reads the plan through ``seeknal_jupyter.environments.load_plan``.
-
-    Raises:
-        UsageError: environments are not available in this installation, or
-            ``env`` has no plan.
-    """
-    load_plan = getattr(
-        optional_module("seeknal_jupyter.environments"), "load_plan", None
-    )
-    if load_plan is None:
-        raise UsageError(
-            "dag --plan needs environments, which this installation does not have; "
-            "draw the plain DAG with 'dag'"
-        )
-    classes: dict[str, str] = load_plan(project, env).classes()
-    return classes
-
-
-def optional_module(name: str) -> object | None:
-    """The module ``name``, or None when it is not part of this installation."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name != name:
-            raise
-        return None

@@ -24,6 +24,7 @@ from IPython.display import display
 from traitlets import Enum, Integer
 
 from seeknal_jupyter import cli, graph
+from seeknal_jupyter.environments import classify_node
 from seeknal_jupyter.errors import Problem, ProjectError, RunFailed, SeeknalError
 from seeknal_jupyter.errors import UsageError as SeeknalUsageError
 from seeknal_jupyter.fingerprint import definition
@@ -122,13 +123,7 @@ class SeeknalMagics(Magics):
             project = self.current_project()
             change = define_node(project, args.kind, args.name, cell, inputs, args.save)
             print(change)
-            classify = getattr(
-                graph.optional_module("seeknal_jupyter.environments"),
-                "classify_node",
-                None,
-            )
-            if classify is not None:
-                print(classify(project, change.node_id))
+            print(classify_node(project, change.node_id))
 
     def current_project(self) -> Project:
         """The notebook's project, loading the working folder the first time."""
@@ -211,12 +206,6 @@ def _user_errors() -> Iterator[None]:
         yield
     except SeeknalError as error:
         raise IPythonUsageError(str(error)) from None
-    except ModuleNotFoundError as error:
-        if error.name != "seeknal_jupyter.environments":
-            raise
-        raise IPythonUsageError(
-            "environments (plan ENV, run --env) are not available in this installation"
-        ) from None
 
 
 @contextlib.contextmanager

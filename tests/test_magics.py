@@ -534,7 +534,6 @@ def test_dump_document_keeps_sql_as_a_block() -> None:
 def test_replacing_a_node_says_how_it_classifies_against_production(
     ip: Any, fraud: Path
 ) -> None:
-    pytest.importorskip("seeknal_jupyter.environments")
     seeknal(ip, f"project {fraud}")
     with capture_output():
         seeknal(ip, "run --parallel")
@@ -552,7 +551,6 @@ def test_replacing_a_node_says_how_it_classifies_against_production(
 
 
 def test_dag_with_a_plan_colours_nodes_by_change_class(ip: Any, fraud: Path) -> None:
-    pytest.importorskip("seeknal_jupyter.environments")
     seeknal(ip, f"project {fraud}")
     with capture_output():
         seeknal(ip, "run --parallel")
