@@ -28,8 +28,27 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-KERNEL = "python3"
+KERNEL = "seeknal-test"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def register_kernel(folder: Path, python: str) -> str:
+    """Write the ``seeknal-test`` kernelspec for ``python``; returns its JUPYTER_PATH."""
+    spec = folder / "kernels" / KERNEL
+    spec.mkdir(parents=True, exist_ok=True)
+    argv = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    kernel = {"argv": argv, "display_name": KERNEL, "language": "python"}
+    (spec / "kernel.json").write_text(json.dumps(kernel))
+    return str(folder)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def this_environments_kernel(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Kernels of these tests run on this virtual environment's Python."""
+    folder = register_kernel(tmp_path_factory.mktemp("jupyter"), sys.executable)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JUPYTER_PATH", folder)
+        yield
 
 
 def execute(path: Path, workdir: Path) -> Any:
@@ -354,6 +373,7 @@ def test_binder_environment_runs_the_notebooks(tmp_path: Path) -> None:
     environ.pop("PYTHONPATH", None)
     environ["VIRTUAL_ENV"] = str(env)
     python = str(bin_dir / "python")
+    environ["JUPYTER_PATH"] = register_kernel(tmp_path / "jupyter", python)
 
     def step(*command: str, cwd: Path = ROOT) -> None:
         done = subprocess.run(
@@ -383,7 +403,7 @@ def test_binder_environment_runs_the_notebooks(tmp_path: Path) -> None:
         assert "site-packages" in seeknal_jupyter.__file__, seeknal_jupyter.__file__
         for path in sorted(Path({str(copies)!r}).glob("*.ipynb")):
             notebook = nbformat.read(path, as_version=4)
-            NotebookClient(notebook, kernel_name="python3", timeout=300,
+            NotebookClient(notebook, kernel_name={KERNEL!r}, timeout=300,
                            store_widget_state=True,
                            resources={{"metadata": {{"path": str(path.parent)}}}}).execute()
             nbformat.write(notebook, path)
