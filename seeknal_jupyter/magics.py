@@ -153,7 +153,7 @@ class SeeknalMagics(Magics):
             print(f"{str(made).splitlines()[0]} It is now the notebook's project.")
             return made
         project = Project(args.project) if args.project else self.current_project()
-        if args.command == "run":
+        if args.command == "run" or getattr(args, "env_command", None) == "apply":
             return self._run(args, project)
         if args.command == "dag":
             return self._dag(args, project)

@@ -564,3 +564,21 @@ def test_dag_with_a_plan_colours_nodes_by_change_class(ip: Any, fraud: Path) -> 
     assert "feature_group.user_risk  <- " in picture.text
     assert re.search(r"feature_group\.user_risk .*\[METADATA\]", picture.text)
     assert picture.text.count("[UNCHANGED]") == FRAUD_IDS - 1
+
+
+def test_applying_an_environment_shows_progress_like_a_run(
+    ip: Any, fraud: Path
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    with capture_output():
+        seeknal(ip, "run --parallel")
+    node_file = fraud / "seeknal/feature_groups/14_feature_group_user_risk.yml"
+    node_file.write_text(node_file.read_text().replace("SELECT", "SELECT 1 AS one,", 1))
+    with capture_output():
+        seeknal(ip, "plan dev")
+    with capture_output() as shown:
+        applied = seeknal(ip, "env apply dev --parallel")
+    assert isinstance(applied, RunResult)
+    assert applied.ok
+    assert "SUCCESS   feature_group.user_risk" in shown.stdout
+    assert magics(ip).last_result is applied
