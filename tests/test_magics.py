@@ -582,3 +582,23 @@ def test_applying_an_environment_shows_progress_like_a_run(
     assert applied.ok
     assert "SUCCESS   feature_group.user_risk" in shown.stdout
     assert magics(ip).last_result is applied
+
+
+def test_a_large_dag_collapses_by_layer_and_kind(ip: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "wide" / "seeknal"
+    folder.mkdir(parents=True)
+    (tmp_path / "wide" / "data.csv").write_text("x\n1\n")
+    documents = ["kind: source\nname: raw\nsource: csv\ntable: data.csv\n"] + [
+        f"kind: transform\nname: t{i}\ninputs: [{{ref: source.raw}}]\n"
+        "transform: SELECT x FROM source.raw\n"
+        for i in range(400)
+    ]
+    (folder / "nodes.yml").write_text("---\n".join(documents))
+    seeknal(ip, f"project {tmp_path / 'wide'}")
+    ip.run_line_magic("config", "SeeknalMagics.dag_max_nodes = 100")
+
+    picture = seeknal(ip, "dag")
+
+    assert "collapsed: 401 nodes shown as 2 groups" in picture.text
+    assert "transform × 400" in picture.text
+    assert picture.svg is not None
