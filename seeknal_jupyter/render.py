@@ -275,7 +275,7 @@ def _group_id(layer: int, kind: str) -> str:
 
 def _group_detail(members: list[DrawNode], mode: str) -> str:
     if mode == "kind":
-        return f"layer {members[0].layer}"
+        return f"layer {members[0].layer + 1}"
     counts = Counter(_fill_key(node, mode) for node in members)
     ordered = sorted(counts, key=lambda key: _severity(key, mode))
     return " · ".join(f"{counts[key]:,} {key}" for key in ordered)
@@ -501,7 +501,7 @@ def _text_view(graph: _Graph, heading: str) -> str:
     lines = [heading] if heading else []
     lines.append(f"{_count(len(graph.boxes), word)} in {_count(len(layers), 'layer')}")
     for layer in sorted(layers):
-        lines.append(f"layer {layer}")
+        lines.append(f"layer {layer + 1}")
         lines.extend(
             "  " + _text_line(box, inputs.get(box.id, []), by_id)
             for box in layers[layer]

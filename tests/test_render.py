@@ -395,12 +395,12 @@ def test_text_engine_lists_layers_with_inputs_and_status() -> None:
     assert picture.svg is None
     assert picture._repr_svg_() is None
     lines = repr(picture).splitlines()
-    assert lines[:3] == ["fraud", "15 nodes in 4 layers", "layer 0"]
+    assert lines[:3] == ["fraud", "15 nodes in 4 layers", "layer 1"]
     assert [line for line in lines if line.startswith("layer")] == [
-        "layer 0",
         "layer 1",
         "layer 2",
         "layer 3",
+        "layer 4",
     ]
     assert "  source.transactions  [cached · 0.01 s]" in lines
     assert (
@@ -502,7 +502,7 @@ def test_failing_renderers_fall_back_to_text(
         picture = draw(fraud_nodes(), engine="auto")
 
     assert (picture.engine, picture.svg) == ("text", None)
-    assert "layer 3" in repr(picture)
+    assert "layer 4" in repr(picture)
     assert caplog.text.count("renderer exploded") == 2
     assert "showing the text view" in caplog.text
 
