@@ -43,7 +43,17 @@ STATE_COLOURS = {
     "skipped": "#ef6c00",
     "cancelled": "#6a1b9a",
 }
-DONE_STATES = ("success", "cached", "failed", "skipped", "cancelled")
+GOOD_STATES = ("success", "cached")
+BAD_STATES = ("failed", "cancelled", "skipped")
+
+
+def progress_count(rows: list[NodeRow], total: int) -> str:
+    """'good / total', followed by how many failed, were cancelled or skipped."""
+    good = sum(1 for r in rows if r.state in GOOD_STATES)
+    bad = [(s, sum(1 for r in rows if r.state == s)) for s in BAD_STATES]
+    text = f"{good} / {total}"
+    problems = ", ".join(f"{n} {s}" for s, n in bad if n)
+    return f"{text} ({problems})" if problems else text
 
 
 @dataclass
@@ -199,14 +209,17 @@ class ProgressPanel:
 
     def refresh(self) -> None:
         """Bring every widget up to date now."""
-        done = [r for r in self.nodes.values() if r.state in DONE_STATES]
-        self.overall.value = len(done)
-        self.overall_count.value = f"{len(done)} / {len(self.nodes)}"
+        rows = list(self.nodes.values())
+        self.overall.value = sum(1 for r in rows if r.state in GOOD_STATES)
+        self.overall_count.value = progress_count(rows, len(rows))
         for bar, count, layer in zip(
             self.layer_bars, self.layer_counts, self.bar_layers, strict=True
         ):
-            bar.value = sum(1 for r in done if r.layer == layer)
-            count.value = f"{bar.value} / {bar.max}"
+            members = [r for r in rows if r.layer == layer]
+            bar.value = sum(1 for r in members if r.state in GOOD_STATES)
+            count.value = progress_count(members, bar.max)
+            if any(r.state in BAD_STATES for r in members):
+                bar.bar_style = "danger"
         self.table.value = self._table_html()
         self._dirty = False
         self._last_refresh = self.clock()
@@ -214,10 +227,12 @@ class ProgressPanel:
     def text(self) -> str:
         """The panel as plain text, for front ends that cannot show widgets."""
         lines = [self._headline()]
-        done = sum(1 for r in self.nodes.values() if r.state in DONE_STATES)
-        lines.append(f"all nodes  {done}/{len(self.nodes)}")
+        rows = list(self.nodes.values())
+        lines.append(
+            f"all nodes  {progress_count(rows, len(rows)).replace(' / ', '/')}"
+        )
         for bar, count in zip(self.layer_bars, self.layer_counts, strict=True):
-            lines.append(f"{bar.description:<9}  {count.value.replace(' ', '')}")
+            lines.append(f"{bar.description:<9}  {count.value.replace(' / ', '/')}")
         if self.result is not None:
             lines.append(self.result.headline())
         return "\n".join(lines)
@@ -258,7 +273,8 @@ class ProgressPanel:
         ok = self.result is not None and self.result.ok
         self.overall.bar_style = "success" if ok else "danger"
         for bar in self.layer_bars:
-            bar.bar_style = "success" if bar.value == bar.max else "warning"
+            if bar.bar_style != "danger":
+                bar.bar_style = "success" if bar.value == bar.max else "warning"
         self.cancel_button.disabled = True
         if not self.cancel.is_set():
             self.cancel_button.description = "Finished"

@@ -190,3 +190,33 @@ def test_cancel_stops_the_run_and_interrupts_a_long_query(fraud: Path) -> None:
     statuses = failure.value.result.statuses()
     assert set(statuses.values()) <= {"success", "cancelled", "skipped"}
     assert "cancelled" in panel.text()
+
+
+def test_a_failed_run_shows_what_failed_and_was_skipped_not_all_done(
+    tmp_path: Path,
+) -> None:
+    case = Path(__file__).parent / "cases" / "C17"
+    project_dir = tmp_path / "c17"
+    (project_dir / "seeknal").mkdir(parents=True)
+    shutil.copytree(case / "data", project_dir / "data")
+    shutil.copy(case / "nodes.yml", project_dir / "seeknal" / "nodes.yml")
+    panel = ProgressPanel(display=Shown(), poll=lambda: None)
+
+    with pytest.raises(RunFailed):
+        Project(project_dir).run(max_workers=4, reporter=panel, cancel=panel.cancel)
+
+    assert (panel.overall.value, panel.overall.max) == (3, 6)
+    assert panel.overall_count.value == "3 / 6 (1 failed, 2 skipped)"
+    assert panel.overall.bar_style == "danger"
+    assert [c.value for c in panel.layer_counts] == [
+        "1 / 1",
+        "1 / 2 (1 failed)",
+        "1 / 2 (1 skipped)",
+        "0 / 1 (1 skipped)",
+    ]
+    assert [b.bar_style for b in panel.layer_bars] == [
+        "success",
+        "danger",
+        "danger",
+        "danger",
+    ]
