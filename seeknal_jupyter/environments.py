@@ -330,12 +330,14 @@ class EnvPlan:
 
 
 def _production_definitions(state: State) -> dict[str, Definition]:
+    """Production's manifest: what made each output, and what ran without one."""
+    records = dict(state.info.get("definitions", {}))
+    records.update({n: e.node for n, e in state.entries.items() if "spec" in e.node})
     return {
         node_id: Definition.from_record(
-            node_id, entry.node.get("inputs", []), entry.node["spec"]
+            node_id, record.get("inputs", []), record["spec"]
         )
-        for node_id, entry in state.entries.items()
-        if "spec" in entry.node
+        for node_id, record in records.items()
     }
 
 
@@ -749,7 +751,9 @@ def _promoted_state(
             ):
                 entries[node_id] = replace(entry, node=record)
     entries.update(source_state.entries)
+    unbuilt = target_state.info.get("definitions", {}) if target == PRODUCTION else {}
     info = {
+        "definitions": {n: r for n, r in unbuilt.items() if n not in entries},
         "promoted_from": saved.env if target == PRODUCTION else source_state.env,
         "promoted_at": time.time(),
         "plan": saved.created,

@@ -457,6 +457,8 @@ class Project:
             result.nodes.update(executor.run(tasks, input_path, on_success))
         finally:
             state.info["last_run"] = time.time()
+            if env == PRODUCTION:
+                state.info["definitions"] = unbuilt_definitions(dag, state)
             saver.save()
         result.nodes = {n: result.nodes[n] for n in dag.order if n in result.nodes}
         seconds = {
@@ -507,6 +509,15 @@ def _states(store: Store, env: str) -> list[State]:
     if env != PRODUCTION:
         states.append(store.load_state(PRODUCTION))
     return states
+
+
+def unbuilt_definitions(dag: Dag, state: State) -> dict[str, dict[str, Any]]:
+    """Records of the nodes production ran without an output (failed or skipped).
+
+    With the entries' records they make production's manifest, so that a node
+    that failed in production is not reported as added by the next plan.
+    """
+    return {n: node_record(dag.nodes[n]) for n in dag.order if n not in state.entries}
 
 
 def node_record(node: Node) -> dict[str, Any]:
