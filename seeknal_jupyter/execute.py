@@ -48,15 +48,21 @@ class Settings:
 
     @classmethod
     def for_workers(cls, workers: int) -> Settings:
-        """Share the machine's cores and three quarters of its memory among workers."""
+        """Share the machine's cores and three quarters of its memory among workers.
+
+        Each worker may use up to twice its share of cores: when the others are
+        idle, waiting on a long node that the rest depend on, that node still gets
+        the machine (benchmarks/results/report.md shows what this wins).
+        """
         workers = max(1, workers)
         cores = os.cpu_count() or 1
+        threads = min(cores, max(1, 2 * cores // workers))
         try:
             memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):
-            return cls(threads=max(1, cores // workers))
+            return cls(threads=threads)
         share_mb = max(256, int(memory * 0.75 / workers) // 2**20)
-        return cls(threads=max(1, cores // workers), memory_limit=f"{share_mb}MB")
+        return cls(threads=threads, memory_limit=f"{share_mb}MB")
 
 
 @dataclass
@@ -260,6 +266,25 @@ def _write_export(
         tmp.unlink(missing_ok=True)
 
 
+WIDE_INTEGERS = ("HUGEINT", "UHUGEINT")
+
+
+def parquet_safe(conn: duckdb.DuckDBPyConnection, query: str) -> str:
+    """The query with 128-bit integer columns cast to BIGINT.
+
+    DuckDB's Parquet writer stores HUGEINT (what SUM of integers returns) as DOUBLE,
+    which loses precision silently; BIGINT keeps integers exact and fails loudly on
+    the rare value that does not fit.
+    """
+    wide = [c for c, t in describe(conn, query) if t in WIDE_INTEGERS]
+    if not wide:
+        return query
+    casts = ", ".join(
+        f"CAST({quote_ident(c)} AS BIGINT) AS {quote_ident(c)}" for c in wide
+    )
+    return f"SELECT * REPLACE ({casts}) FROM ({query}\n) AS __seeknal_output"
+
+
 def build(conn: duckdb.DuckDBPyConnection, task: Task) -> Built:
     """Compute one node into its snapshot file (and export), atomically."""
     started = time.perf_counter()
@@ -270,7 +295,7 @@ def build(conn: duckdb.DuckDBPyConnection, task: Task) -> Built:
     task.snapshot.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(task.snapshot)
     try:
-        query = node_query(conn, node, task.root)
+        query = parquet_safe(conn, node_query(conn, node, task.root))
         rows = conn.execute(
             f"COPY ({query}\n) TO {quote_literal(str(tmp))} (FORMAT parquet)"
         ).fetchone()
@@ -297,6 +322,11 @@ def describe_error(task: Task, error: BaseException) -> str:
         if line:
             message.append(line)
     first = " ".join(message[:3])
+    if "INT128" in first and "INT64" in first:
+        first += (
+            " (outputs store 128-bit integers such as SUM() results as BIGINT; "
+            "cast this column to DOUBLE or DECIMAL(38,0) in the SQL)"
+        )
     return f"{task.node_id} ({task.node.location}) failed: {first}"
 
 

@@ -386,3 +386,41 @@ def test_run_started_lists_what_runs_and_what_is_cached(tmp_path: Path) -> None:
     assert started[0].to_run == ["transform.a"]
     assert started[0].cached == ["source.numbers"]
     assert started[0].layers == [["source.numbers"], ["transform.a"]]
+
+
+def test_integer_sums_are_stored_as_exact_bigint_not_double(tmp_path: Path) -> None:
+    big = 2**53 + 1
+    nodes = transform(
+        "totals",
+        f"SELECT SUM(n) AS total, SUM(n) + {big} AS large FROM source.numbers",
+        ("source.numbers",),
+    )
+    project = Project(write_project(tmp_path, nodes))
+
+    project.run()
+
+    assert output(project, "totals") == [(6, 6 + big)]
+    with duckdb.connect() as conn:
+        types = conn.execute(
+            f"DESCRIBE SELECT * FROM read_parquet('{project.output_path('totals')}')"
+        ).fetchall()
+    assert [(name, kind) for name, kind, *_ in types] == [
+        ("total", "BIGINT"),
+        ("large", "BIGINT"),
+    ]
+
+
+def test_a_sum_too_large_for_bigint_fails_with_a_hint(tmp_path: Path) -> None:
+    nodes = transform(
+        "checksum",
+        "SELECT SUM(hash(n)) AS total FROM source.numbers",
+        ("source.numbers",),
+    )
+    project = Project(write_project(tmp_path, nodes))
+
+    with pytest.raises(RunFailed) as failure:
+        project.run()
+
+    error = failure.value.result.nodes["transform.checksum"].error or ""
+    assert "transform.checksum" in error
+    assert "cast this column to DOUBLE or DECIMAL(38,0)" in error
