@@ -44,6 +44,19 @@ def _csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def _row_count(value: str) -> int:
+    """A ``--limit``: a whole number, 0 or more."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number, got {value!r}"
+        ) from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {number}")
+    return number
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--parallel", action="store_true", help="run independent nodes at once"
@@ -184,7 +197,7 @@ def build_parser(notebook: bool = False) -> ArgumentParser:
     )
     show.add_argument("node", metavar="NODE")
     show.add_argument("--env", metavar="ENV", default="prod")
-    show.add_argument("--limit", type=int, default=20)
+    show.add_argument("--limit", type=_row_count, default=20, metavar="N")
 
     dag = commands.add_parser("dag", parents=[common], help="draw the DAG")
     dag.add_argument("--plan", metavar="ENV", dest="plan_env", help=argparse.SUPPRESS)
@@ -200,7 +213,13 @@ def build_parser(notebook: bool = False) -> ArgumentParser:
         )
         diff.add_argument("node", metavar="NODE")
         diff.add_argument("--env", metavar="ENV", required=True)
-        diff.add_argument("--limit", type=int, default=10, help="sample rows per side")
+        diff.add_argument(
+            "--limit",
+            type=_row_count,
+            default=10,
+            metavar="N",
+            help="sample rows per side",
+        )
 
         project = commands.add_parser(
             "project", help="load the project the notebook works on"
@@ -333,12 +352,47 @@ def _show(args: argparse.Namespace, project: Project, _: Any) -> Any:
 def _dag(args: argparse.Namespace, project: Project, _: Any) -> Any:
     from seeknal_jupyter import graph
 
+    path = svg_path(args.output) if args.output else None
     picture = graph.picture(project, plan_env=args.plan_env)
-    if args.output:
-        if picture.svg is None:
-            raise UsageError("no SVG renderer is available; the text view follows")
-        Path(args.output).write_text(picture.svg, encoding="utf-8")
-    return picture
+    if path is None:
+        return picture
+    write_svg(picture, path)
+    return WroteFile(path, len(project.dag().nodes))
+
+
+def svg_path(output: str) -> Path:
+    """The file ``dag --output`` writes, refused unless it ends in ``.svg``."""
+    path = Path(output)
+    if path.suffix.lower() != ".svg":
+        raise UsageError(
+            f"dag --output {output}: only SVG can be written; name the file *.svg"
+        )
+    return path
+
+
+def write_svg(picture: Any, path: Path) -> None:
+    """Write a DagPicture's SVG; a missing renderer or folder is a UsageError."""
+    if picture.svg is None:
+        raise UsageError(f"no SVG renderer is available; {path} was not written")
+    try:
+        path.write_text(picture.svg, encoding="utf-8")
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UsageError(f"cannot write {path}: {reason}") from None
+
+
+class WroteFile:
+    """What ``seeknal dag --output FILE`` did: one line, not the whole picture."""
+
+    def __init__(self, path: Path, nodes: int) -> None:
+        self.path = path
+        self.nodes = nodes
+
+    def __str__(self) -> str:
+        return f"Wrote {self.path} ({self.nodes} node{'s' if self.nodes != 1 else ''})"
+
+    def __repr__(self) -> str:
+        return f"<WroteFile {self.path}>"
 
 
 HANDLERS: dict[str, Handler] = {

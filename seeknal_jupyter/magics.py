@@ -175,6 +175,7 @@ class SeeknalMagics(Magics):
 
     def _dag(self, args: Any, project: Project) -> Any:
         result = self.last_result if self._last_result_root == project.root else None
+        path = cli.svg_path(args.output) if args.output else None
         picture = graph.picture(
             project,
             plan_env=args.plan_env,
@@ -182,10 +183,9 @@ class SeeknalMagics(Magics):
             max_nodes=self.dag_max_nodes,
             engine=self.dag_engine,
         )
-        if args.output:
-            if picture.svg is None:
-                raise SeeknalUsageError("no SVG renderer is available; showing text")
-            Path(args.output).write_text(picture.svg, encoding="utf-8")
+        if path is not None:
+            cli.write_svg(picture, path)
+            print(f"Wrote {path}")
         return picture
 
     def _remember(self, project: Project, result: RunResult) -> None:

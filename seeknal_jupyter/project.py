@@ -492,7 +492,13 @@ class Project:
         raise UsageError(f"{node_id} has no output in {env!r} yet; run it first")
 
     def show(self, node: str, env: str = PRODUCTION, limit: int | None = 20) -> Any:
-        """A node's output as a pandas DataFrame (the first ``limit`` rows)."""
+        """A node's output as a pandas DataFrame (the first ``limit`` rows).
+
+        Raises:
+            UsageError: ``limit`` is negative, or the node has no output in ``env``.
+        """
+        if limit is not None and int(limit) < 0:
+            raise UsageError(f"limit must be 0 or more, got {limit}")
         path = self.output_path(node, env)
         conn = duckdb.connect()
         try:

@@ -310,3 +310,54 @@ def test_fraud_example_end_to_end(tmp_path: Path) -> None:
         assert same_rows(conn, saved / "export.parquet", export)
     again = seeknal("run", "--parallel", cwd=root)
     assert "0 to run, 15 cached" in again.stdout
+
+
+def test_show_refuses_a_negative_limit_in_one_line(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+    assert seeknal("run", cwd=root).returncode == 0
+
+    done = seeknal("show", "doubled", "--limit", "-1", cwd=root)
+
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "error: seeknal show: argument --limit: must be 0 or more, got -1"
+    )
+    assert "Traceback" not in done.stderr
+    zero = seeknal("show", "doubled", "--limit", "0", cwd=root)
+    assert zero.returncode == 0, zero.stderr
+
+
+def test_dag_output_writes_the_svg_and_says_so_in_one_line(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+
+    done = seeknal("dag", "--output", "dag.svg", cwd=root)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Wrote dag.svg (2 nodes)\n"
+    assert (root / "dag.svg").read_text().lstrip().startswith("<?xml")
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        (
+            "/nonexistent/dir/x.svg",
+            "error: cannot write /nonexistent/dir/x.svg: No such file or directory",
+        ),
+        (
+            "x.png",
+            "error: dag --output x.png: only SVG can be written; name the file *.svg",
+        ),
+    ],
+)
+def test_dag_output_errors_are_one_line(
+    tmp_path: Path, output: str, message: str
+) -> None:
+    root = write_project(tmp_path)
+
+    done = seeknal("dag", "--output", output, cwd=root)
+
+    assert done.returncode == 2
+    assert done.stderr == message + "\n"
+    assert done.stdout == ""
+    assert not (root / "x.png").exists()

@@ -117,7 +117,7 @@ def _sample(action: argparse.Action) -> list[str]:
         return []
     if action.choices:
         return [min(action.choices)]
-    if action.type is int:
+    if action.type is int or action.metavar == "N":
         return ["2"]
     return [action.dest.upper()]
 
@@ -240,6 +240,9 @@ def _drawn_nodes(svg: str) -> int:
         ("%seeknal run --nodes 'unclosed", "No closing quotation"),
         ("%seeknal run --max-workers 0", "--max-workers must be 1 or more, got 0"),
         ("%seeknal show no_such_node", "no node named 'no_such_node'"),
+        ("%seeknal show training_data --limit -1", "must be 0 or more, got -1"),
+        ("%seeknal dag --output dag.png", "only SVG can be written"),
+        ("%seeknal dag --output /no/such/dir/x.svg", "cannot write /no/such/dir"),
         ("%seeknal project /no/such/folder", "/no/such/folder does not exist"),
         ("%%seeknal_node transform\nSELECT 1", "the following arguments are required"),
     ],

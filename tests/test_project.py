@@ -556,3 +556,15 @@ def test_running_a_node_alone_on_a_stale_input_does_not_poison_the_cache(
     assert ran(project.run()) == {"transform.doubled", "transform.total"}
     assert output(project, "total") == [(1200,)]
     assert set(project.run().statuses().values()) == {"cached"}
+
+
+def test_show_refuses_a_negative_limit(chain: Path) -> None:
+    project = Project(chain)
+    project.run()
+
+    with pytest.raises(UsageError) as error:
+        project.show("doubled", limit=-1)
+
+    assert str(error.value) == "limit must be 0 or more, got -1"
+    assert len(project.show("doubled", limit=0)) == 0
+    assert len(project.show("doubled", limit=2)) == 2
