@@ -367,7 +367,7 @@ def plan(project: Project, env: str) -> EnvPlan:
         LockedError: another process is writing the project.
     """
     env = environment_name(env)
-    dag = project.dag()
+    dag = project.validate()[1]
     fps = fingerprints(dag, project.root)
     store = project.store
     with store.writing(f"seeknal plan {env}"):

@@ -41,7 +41,7 @@ from seeknal_jupyter.execute import (
 from seeknal_jupyter.fingerprint import definition, fingerprints
 from seeknal_jupyter.loader import LoadResult, Node, load_nodes
 from seeknal_jupyter.report import NodeResult, RunResult
-from seeknal_jupyter.sql import quote_ident, quote_literal
+from seeknal_jupyter.sql import quote_ident, quote_literal, referenced_nodes
 from seeknal_jupyter.store import PRODUCTION, Entry, State, Store, write_text_atomically
 from seeknal_jupyter.yamlfile import Mapping
 
@@ -203,10 +203,20 @@ class Project:
     def dag(self) -> Dag:
         return build_dag(self.load().nodes)
 
-    def plan(self) -> Manifest:
-        """Validate the project and write ``target/manifest.json``."""
+    def validate(self) -> tuple[LoadResult, Dag]:
+        """Load the project and bind every node's SQL against its inputs' columns.
+
+        Raises:
+            ProjectError: every problem found, with file and line.
+        """
         loaded = self.load()
         dag = build_dag(loaded.nodes)
+        check_schemas(dag, list(dag.order), None, self.root)
+        return loaded, dag
+
+    def plan(self) -> Manifest:
+        """Validate the project and write ``target/manifest.json``."""
+        loaded, dag = self.validate()
         manifest = Manifest(
             self.name,
             self.target / "manifest.json",
@@ -574,13 +584,15 @@ def check_schemas(dag: Dag, to_run: list[str], input_path: Any, root: Path) -> N
 
     Syntax errors, unknown columns or tables, and feature groups whose SQL lacks a
     declared feature are reported together as a ProjectError. Data problems (a
-    missing or empty file, a failing cast) are left for the run to report.
+    missing or empty file, a failing cast) are left for the run to report. Inputs
+    outside ``to_run`` are read from ``input_path(node_id)``.
     """
     if not to_run:
         return
     problems: list[Problem] = []
     columns: dict[str, list[list[str]] | None] = {}
     run_set = set(to_run)
+    staged: set[str] = set()
     conn = open_connection(Settings())
     try:
         for node_id in to_run:
@@ -589,26 +601,15 @@ def check_schemas(dag: Dag, to_run: list[str], input_path: Any, root: Path) -> N
                 columns[node_id] = None
                 continue
             try:
-                _stage_inputs(conn, node, columns, run_set, input_path)
-                columns[node_id] = describe(
-                    conn, f"SELECT * FROM ({node_query(conn, node, root)}\n)"
-                )
+                for input_id in node.inputs:
+                    if input_id not in staged:
+                        _stage_input(conn, input_id, columns, run_set, input_path)
+                        staged.add(input_id)
+                columns[node_id] = _describe_node(conn, node, root)
             except (NodeError, *STATIC_ERRORS) as error:
                 columns[node_id] = None
-                if node.kind == "source":
-                    continue
-                key = "features" if isinstance(error, NodeError) else "transform"
-                problems.append(
-                    Problem(
-                        _first_line(error),
-                        node.file,
-                        node.spec.line_of(key)
-                        if isinstance(node.spec, Mapping)
-                        else node.line,
-                        node_id,
-                        "fix the SQL or the features so they match",
-                    )
-                )
+                if node.kind != "source":
+                    problems.append(_schema_problem(node, error))
             except duckdb.Error:
                 columns[node_id] = None
     finally:
@@ -617,30 +618,59 @@ def check_schemas(dag: Dag, to_run: list[str], input_path: Any, root: Path) -> N
         raise ProjectError(problems)
 
 
-def _stage_inputs(
+def _schema_problem(node: Node, error: Exception) -> Problem:
+    key = "features" if isinstance(error, NodeError) else "transform"
+    line = node.spec.line_of(key) if isinstance(node.spec, Mapping) else node.line
+    return Problem(
+        _first_line(error),
+        node.file,
+        line,
+        node.id,
+        "fix the SQL or the features so they match",
+    )
+
+
+def _stage_input(
     conn: duckdb.DuckDBPyConnection,
-    node: Node,
+    input_id: str,
     columns: dict[str, list[list[str]] | None],
     run_set: set[str],
     input_path: Any,
 ) -> None:
+    """An empty table ``"kind"."name"`` with the input's columns."""
+    kind, name = input_id.split(".", 1)
+    table = f"{quote_ident(kind)}.{quote_ident(name)}"
+    if input_id in run_set:
+        body = ", ".join(f"{quote_ident(c)} {t}" for c, t in columns[input_id] or [])
+        conn.execute(f"CREATE TABLE {table} ({body})")
+    else:
+        path = quote_literal(str(input_path(input_id)))
+        conn.execute(
+            f"CREATE TABLE {table} AS SELECT * FROM read_parquet({path}) LIMIT 0"
+        )
+
+
+def _describe_node(
+    conn: duckdb.DuckDBPyConnection, node: Node, root: Path
+) -> list[list[str]]:
+    """The node's output columns, with its inputs also visible by bare name."""
+    qualified = set(referenced_nodes(node.sql)) if node.sql else set(node.inputs)
     names = [i.split(".", 1)[1] for i in node.inputs]
+    aliases = []
     for input_id in node.inputs:
         kind, name = input_id.split(".", 1)
-        targets = [f"{quote_ident(kind)}.{quote_ident(name)}"]
-        if names.count(name) == 1:
-            targets.append(f"main.{quote_ident(name)}")
-        for table in targets:
-            if input_id in run_set:
-                cols = columns[input_id] or []
-                body = ", ".join(f"{quote_ident(c)} {t}" for c, t in cols)
-                conn.execute(f"CREATE OR REPLACE TABLE {table} ({body})")
-            else:
-                path = quote_literal(str(input_path(input_id)))
-                conn.execute(
-                    f"CREATE OR REPLACE TABLE {table} AS "
-                    f"SELECT * FROM read_parquet({path}) LIMIT 0"
-                )
+        if input_id not in qualified and names.count(name) == 1:
+            alias = f"main.{quote_ident(name)}"
+            conn.execute(
+                f"CREATE VIEW {alias} AS SELECT * FROM "
+                f"{quote_ident(kind)}.{quote_ident(name)}"
+            )
+            aliases.append(alias)
+    try:
+        return describe(conn, f"SELECT * FROM ({node_query(conn, node, root)}\n)")
+    finally:
+        for alias in aliases:
+            conn.execute(f"DROP VIEW {alias}")
 
 
 def _first_line(error: BaseException) -> str:

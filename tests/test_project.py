@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from seeknal_jupyter.errors import LockedError, RunFailed, UsageError
+from seeknal_jupyter.errors import LockedError, ProjectError, RunFailed, UsageError
 from seeknal_jupyter.fingerprint import fingerprints
 from seeknal_jupyter.project import Project
 
@@ -125,6 +125,20 @@ def test_plan_writes_the_manifest(chain: Path) -> None:
     )
     assert str(manifest).splitlines()[2] == "Nodes: 5  Edges: 3  Layers: 3"
     assert not (chain / "target" / "snapshots").exists()
+
+
+def test_plan_binds_sql_and_rejects_an_unknown_column(chain: Path) -> None:
+    edit(chain, "SUM(n2) AS total", "SUM(n3) AS total")
+
+    with pytest.raises(ProjectError) as failure:
+        Project(chain).plan()
+
+    problem = failure.value.problems[0]
+    assert len(failure.value.problems) == 1
+    assert (problem.file, problem.node) == ("seeknal/nodes.yml", "transform.total")
+    assert problem.line == 19
+    assert 'Referenced column "n3" not found' in problem.message
+    assert not (chain / "target" / "manifest.json").exists()
 
 
 def test_second_run_is_all_cached(chain: Path) -> None:
