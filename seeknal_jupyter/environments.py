@@ -46,8 +46,8 @@ from seeknal_jupyter.loader import NAME_PATTERN, NAME_RULE, Node
 from seeknal_jupyter.project import (
     ExecutionPlan,
     Project,
-    default_workers,
     node_record,
+    worker_count,
 )
 from seeknal_jupyter.report import RunResult
 from seeknal_jupyter.sql import quote_ident, quote_literal
@@ -504,14 +504,6 @@ class ApplyResult(RunResult):
         )
 
 
-def _workers(parallel: bool, max_workers: int | None) -> int:
-    if max_workers is None:
-        return default_workers() if parallel else 1
-    if max_workers < 1:
-        raise UsageError(f"--max-workers must be 1 or more, got {max_workers}")
-    return max_workers
-
-
 def _check_plan_current(
     result: EnvPlan, fps: dict[str, str], store: Store, command: str
 ) -> None:
@@ -588,7 +580,7 @@ def apply(
     store = project.store
     command = f"seeknal run --env {env}"
     selected = dag.select(nodes, tags, types)
-    workers = _workers(parallel, max_workers)
+    workers = worker_count(parallel, max_workers)
     mode = "full" if full else "plan"
     if dry_run:
         _check_plan_current(saved, fps, store, command)
@@ -1033,12 +1025,18 @@ def _status(
 
 
 def list_environments(project: Project) -> EnvList:
-    """Every environment with its dates, status and node counts."""
+    """Every environment with its dates, status and node counts.
+
+    A project that does not load still lists (statuses then ignore its edits), but
+    a folder with no project at all is refused like every other command refuses it.
+    """
     store = project.store
     try:
         dag = project.dag()
         fps: dict[str, str] | None = fingerprints(dag, project.root)
     except ProjectError as error:
+        if not (project.root / "seeknal").is_dir() and not project.cells:
+            raise
         log.info("statuses ignore project changes: %s", error)
         fps = None
     production = store.load_state(PRODUCTION)

@@ -247,7 +247,7 @@ class Project:
         selected = dag.select(nodes, tags, types)
         state = self.store.load_state(env)
         to_run, cached = self._split(dag, selected, fps, state, full)
-        workers = _workers(parallel, max_workers)
+        workers = worker_count(parallel, max_workers)
         return ExecutionPlan(dag, to_run, cached, workers, _mode(full))
 
     def _split(
@@ -311,7 +311,7 @@ class Project:
         dag = self.dag()
         fps = fingerprints(dag, self.root)
         selected = dag.select(nodes, tags, types)
-        workers = _workers(parallel, max_workers)
+        workers = worker_count(parallel, max_workers)
         with self.store.writing("seeknal run"):
             self.store.remove_partials()
             generation = self.store.ensure_generation(env)
@@ -546,7 +546,8 @@ def node_record(node: Node) -> dict[str, Any]:
     }
 
 
-def _workers(parallel: bool, max_workers: int | None) -> int:
+def worker_count(parallel: bool, max_workers: int | None) -> int:
+    """How many workers a run gets: ``max_workers``, else the default when parallel."""
     if max_workers is not None:
         if max_workers < 1:
             raise UsageError(f"--max-workers must be 1 or more, got {max_workers}")
