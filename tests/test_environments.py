@@ -25,7 +25,7 @@ from seeknal_jupyter.environments import (
     EnvPlan,
     PromoteResult,
 )
-from seeknal_jupyter.errors import RunFailed, UsageError
+from seeknal_jupyter.errors import ProjectError, RunFailed, UsageError
 from seeknal_jupyter.examples import init_example
 from seeknal_jupyter.project import ExecutionPlan, Project
 from seeknal_jupyter.store import PRODUCTION, Store
@@ -780,3 +780,36 @@ def test_help_shows_the_environment_options(
     with pytest.raises(SystemExit):
         cli.parse(words)
     assert "ENV" in capsys.readouterr().out
+
+
+def test_list_in_a_folder_without_a_project_fails_like_the_other_commands(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ProjectError) as error:
+        environments.list_environments(Project(tmp_path))
+    assert f"no seeknal/ folder in {tmp_path.resolve()}" in str(error.value)
+
+    def seeknal(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "seeknal_jupyter", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp_path,
+        )
+
+    listed, ran = seeknal("env", "list"), seeknal("run")
+    assert (listed.returncode, ran.returncode) == (2, 2)
+    assert listed.stderr == ran.stderr
+    assert "no seeknal/ folder" in listed.stderr
+    assert listed.stdout == ""
+
+
+def test_list_still_works_when_the_project_does_not_load(project: Project) -> None:
+    add_ip_feature(project)
+    environments.plan(project, "experiment")
+    edit(project, "  ip_reputation_score:\n", "  ip_reputation_score: [\n")
+
+    listing = environments.list_environments(project)
+
+    assert listing.names() == ["experiment"]
