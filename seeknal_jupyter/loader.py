@@ -169,18 +169,28 @@ def yaml_files(root: Path) -> list[Path]:
 
 
 def read_documents(
-    root: Path, problems: list[Problem], warnings: list[Problem]
+    root: Path,
+    problems: list[Problem],
+    warnings: list[Problem],
+    unreadable: list[str] | None = None,
 ) -> Iterator[tuple[Mapping, str]]:
-    """Every YAML document of the project with the file it came from."""
+    """Every YAML document of the project with the file it came from.
+
+    Files that cannot be read or parsed to the end are added to ``unreadable``.
+    """
     for path in yaml_files(root):
         file = path.relative_to(root).as_posix()
         try:
             text = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as error:
             problems.append(Problem(f"cannot read file: {error}", file))
+            if unreadable is not None:
+                unreadable.append(file)
             continue
         parsed = read_yaml(text, file)
         problems.extend(parsed.problems)
+        if parsed.problems and unreadable is not None:
+            unreadable.append(file)
         warnings.extend(parsed.warnings)
         for document in parsed.documents:
             if not isinstance(document.data, Mapping):
@@ -437,7 +447,13 @@ def _link(
     ids: set[str],
     by_name: dict[str, list[str]],
     problems: list[Problem],
+    complete: bool = True,
 ) -> tuple[str, ...]:
+    """The node's input ids, from its ``inputs`` and the nodes its SQL reads.
+
+    With ``complete`` False some file could not be read, so an unknown id may be
+    defined there: it is not reported (the file's own problem is).
+    """
     node_id = f"{draft.kind}.{draft.name}"
     inputs: list[str] = []
     for ref, line in draft.refs:
@@ -453,6 +469,8 @@ def _link(
                 )
             )
         elif target is None:
+            if not complete:
+                continue
             problems.append(
                 Problem(
                     f"unknown input {ref!r}",
@@ -478,6 +496,8 @@ def _link(
                     )
                 )
             elif ref not in ids:
+                if not complete:
+                    continue
                 problems.append(
                     Problem(
                         f"SQL reads {ref!r}, which is not a node",
@@ -501,7 +521,7 @@ def _link(
                     "add a 'transform' with SQL that joins them",
                 )
             )
-        elif not inputs:
+        elif not inputs and (complete or not draft.refs):
             problems.append(
                 Problem(
                     "no inputs and no 'transform'",
@@ -518,8 +538,13 @@ def build_nodes(
     documents: Iterable[tuple[Mapping, str]],
     problems: list[Problem],
     warnings: list[Problem],
+    complete: bool = True,
 ) -> dict[str, Node]:
-    """Validate documents and link their inputs; later documents may replace none."""
+    """Validate documents and link their inputs; later documents may replace none.
+
+    ``complete`` is False when some file could not be read: unknown inputs are then
+    not reported, since they may be defined in that file.
+    """
     drafts: list[tuple[_Draft, dict[str, Any]]] = []
     seen: dict[str, str] = {}
     rejected: set[str] = set()
@@ -550,7 +575,7 @@ def build_nodes(
         by_name.setdefault(node_id.split(".", 1)[1], []).append(node_id)
     nodes: dict[str, Node] = {}
     for draft, extra in drafts:
-        inputs = _link(draft, ids, by_name, problems)
+        inputs = _link(draft, ids, by_name, problems, complete)
         node = Node(
             kind=draft.kind,
             name=draft.name,
@@ -581,14 +606,17 @@ def load_nodes(root: Path, cells: Iterable[tuple[Mapping, str]] = ()) -> LoadRes
     """
     problems: list[Problem] = []
     warnings: list[Problem] = []
+    unreadable: list[str] = []
     cell_docs = list(cells)
     cell_ids = {f"{d.get('kind')}.{d.get('name')}" for d, _ in cell_docs}
     file_docs = [
         (doc, file)
-        for doc, file in read_documents(root, problems, warnings)
+        for doc, file in read_documents(root, problems, warnings, unreadable)
         if f"{doc.get('kind')}.{doc.get('name')}" not in cell_ids
     ]
-    nodes = build_nodes([*file_docs, *cell_docs], problems, warnings)
+    nodes = build_nodes(
+        [*file_docs, *cell_docs], problems, warnings, complete=not unreadable
+    )
     if problems:
         raise ProjectError(problems)
     for warning in warnings:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
 
 from seeknal_jupyter.errors import ProjectError
+from seeknal_jupyter.examples import init_example
 from seeknal_jupyter.loader import LoadResult, load_nodes
 from seeknal_jupyter.project import Project
 
@@ -212,6 +214,76 @@ def test_unknown_node_in_sql_suggests_a_node(tmp_path: Path) -> None:
             "node (did you mean 'source.numbers'?)"
         )
     ]
+
+
+MERCHANT_RISK = "seeknal/transforms/10_transform_merchant_risk.yml"
+
+
+@pytest.fixture(scope="module")
+def fraud_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return init_example("fraud-detection", tmp_path_factory.mktemp("fraud") / "p")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "message"),
+    [
+        (
+            "owner: fraud-team\n",
+            "owner: fraud-team\nowner: risk-team\n",
+            8,
+            "invalid YAML: duplicate key 'owner' (first on line 7)",
+        ),
+        (
+            "inputs:\n  - ref: source.merchant_data",
+            "inputs:\n\t- ref: source.merchant_data",
+            10,
+            "invalid YAML: found character that cannot start any token",
+        ),
+        (
+            "tags: [fraud, merchants]\n",
+            "tags: [fraud, merchants\n",
+            9,
+            "invalid YAML: ",
+        ),
+    ],
+)
+def test_a_broken_file_is_its_only_problem(
+    fraud_example: Path, tmp_path: Path, old: str, new: str, line: int, message: str
+) -> None:
+    """Nodes reading a node of an unparsable file get no 'unknown input' errors."""
+    root = Path(shutil.copytree(fraud_example, tmp_path / "fraud"))
+    path = root / MERCHANT_RISK
+    text = path.read_text()
+    assert text.count(old) == 1
+    path.write_text(text.replace(old, new))
+
+    with pytest.raises(ProjectError) as error:
+        load_nodes(root)
+
+    (problem,) = error.value.problems
+    assert (problem.file, problem.line) == (MERCHANT_RISK, line)
+    assert problem.message.startswith(message)
+    assert "unknown input" not in str(error.value)
+
+
+def test_an_unreadable_file_hides_only_unknown_references(tmp_path: Path) -> None:
+    reader = "kind: transform\nname: t\ninputs: [{ref: transform.elsewhere}]\n"
+    reader += "transform: SELECT * FROM transform.elsewhere\n"
+    grouped = "kind: feature_group\nname: g\ninputs: [{ref: transform.elsewhere}]\n"
+    grouped += "entity: {name: e, join_keys: [n]}\nfeatures: {n: {dtype: int}}\n"
+    bad_field = "kind: transform\nname: u\ninptus: []\ntransform: SELECT 1 AS one\n"
+    files = {
+        "a.yml": SOURCE,
+        "b.yml": reader,
+        "c.yml": "kind: [transform\n",
+        "d.yml": grouped,
+        "e.yml": bad_field,
+    }
+
+    found = problems(tmp_path, files)
+
+    assert [f.split(": ")[0] for f in found] == ["seeknal/c.yml:2", "seeknal/e.yml:3"]
+    assert "unknown field 'inptus'" in found[1]
 
 
 def test_input_without_ref(tmp_path: Path) -> None:
