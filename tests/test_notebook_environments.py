@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import nbformat
+from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
 NOTEBOOK = (
@@ -14,11 +16,11 @@ NOTEBOOK = (
 )
 
 
-def execute(workdir: Path) -> Any:
+def execute(workdir: Path, kernel: str) -> Any:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(
         notebook,
-        kernel_name="python3",
+        kernel_name=kernel,
         timeout=300,
         resources={"metadata": {"path": str(workdir)}},
     ).execute()
@@ -49,8 +51,13 @@ def test_committed_without_outputs() -> None:
     assert code and all(not c.outputs and c.execution_count is None for c in code)
 
 
-def test_feature_experimentation_notebook(tmp_path: Path) -> None:
-    notebook = execute(tmp_path)
+def test_the_notebook_runs_on_this_environments_python(seeknal_kernel: str) -> None:
+    spec = KernelSpecManager().get_kernel_spec(seeknal_kernel)
+    assert spec.argv[:3] == [sys.executable, "-m", "ipykernel_launcher"]
+
+
+def test_feature_experimentation_notebook(tmp_path: Path, seeknal_kernel: str) -> None:
+    notebook = execute(tmp_path, seeknal_kernel)
     every = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in every if o.output_type == "error"]
 

@@ -18,6 +18,7 @@ import sys
 import textwrap
 import time
 import venv
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,34 +29,14 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-KERNEL = "seeknal-test"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
-def register_kernel(folder: Path, python: str) -> str:
-    """Write the ``seeknal-test`` kernelspec for ``python``; returns its JUPYTER_PATH."""
-    spec = folder / "kernels" / KERNEL
-    spec.mkdir(parents=True, exist_ok=True)
-    argv = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    kernel = {"argv": argv, "display_name": KERNEL, "language": "python"}
-    (spec / "kernel.json").write_text(json.dumps(kernel))
-    return str(folder)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def this_environments_kernel(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Kernels of these tests run on this virtual environment's Python."""
-    folder = register_kernel(tmp_path_factory.mktemp("jupyter"), sys.executable)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("JUPYTER_PATH", folder)
-        yield
-
-
-def execute(path: Path, workdir: Path) -> Any:
+def execute(path: Path, workdir: Path, kernel: str) -> Any:
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(
         notebook,
-        kernel_name=KERNEL,
+        kernel_name=kernel,
         timeout=300,
         store_widget_state=True,
         resources={"metadata": {"path": str(workdir)}},
@@ -141,14 +122,16 @@ def check_flights_notebook(notebook: Any) -> None:
     assert all(bar["value"] == bar["max"] for bar in bars)
 
 
-def test_parallel_execution_notebook(tmp_path: Path) -> None:
+def test_parallel_execution_notebook(tmp_path: Path, seeknal_kernel: str) -> None:
     check_parallel_notebook(
-        execute(NOTEBOOKS / "01_parallel_execution.ipynb", tmp_path)
+        execute(NOTEBOOKS / "01_parallel_execution.ipynb", tmp_path, seeknal_kernel)
     )
 
 
-def test_real_data_flights_notebook(tmp_path: Path) -> None:
-    check_flights_notebook(execute(NOTEBOOKS / "03_real_data_flights.ipynb", tmp_path))
+def test_real_data_flights_notebook(tmp_path: Path, seeknal_kernel: str) -> None:
+    check_flights_notebook(
+        execute(NOTEBOOKS / "03_real_data_flights.ipynb", tmp_path, seeknal_kernel)
+    )
 
 
 def test_notebooks_are_committed_without_outputs() -> None:
@@ -164,8 +147,8 @@ def test_notebooks_are_committed_without_outputs() -> None:
 class Kernel:
     """A real ipykernel driven over ZeroMQ, recording when each message arrives."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.manager = KernelManager(kernel_name=KERNEL)
+    def __init__(self, workdir: Path, name: str) -> None:
+        self.manager = KernelManager(kernel_name=name)
         self.manager.start_kernel(cwd=str(workdir))
         self.client = self.manager.client()
         self.client.start_channels()
@@ -213,8 +196,10 @@ class Kernel:
         self.manager.shutdown_kernel(now=True)
 
 
-def test_the_kernel_runs_in_this_environment(tmp_path: Path) -> None:
-    running = Kernel(tmp_path)
+def test_the_kernel_runs_in_this_environment(
+    tmp_path: Path, seeknal_kernel: str
+) -> None:
+    running = Kernel(tmp_path, seeknal_kernel)
     try:
         shown = running.run("import sys\nsys.prefix")
     finally:
@@ -228,8 +213,8 @@ def test_the_kernel_runs_in_this_environment(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def kernel(tmp_path: Path) -> Any:
-    running = Kernel(tmp_path)
+def kernel(tmp_path: Path, seeknal_kernel: str) -> Any:
+    running = Kernel(tmp_path, seeknal_kernel)
     running.run(
         "%load_ext seeknal_jupyter\n%seeknal init --example fraud-detection fraud"
     )
@@ -364,7 +349,9 @@ def test_the_cancel_button_stops_a_running_cell(kernel: Kernel) -> None:
     ] == ["42"]
 
 
-def test_binder_environment_runs_the_notebooks(tmp_path: Path) -> None:
+def test_binder_environment_runs_the_notebooks(
+    tmp_path: Path, kernelspec: Callable[[Path, str], str], seeknal_kernel: str
+) -> None:
     """A fresh virtual environment from binder/ alone runs both notebooks."""
     env = tmp_path / "binder-env"
     venv.create(env, with_pip=True, system_site_packages=False)
@@ -373,7 +360,7 @@ def test_binder_environment_runs_the_notebooks(tmp_path: Path) -> None:
     environ.pop("PYTHONPATH", None)
     environ["VIRTUAL_ENV"] = str(env)
     python = str(bin_dir / "python")
-    environ["JUPYTER_PATH"] = register_kernel(tmp_path / "jupyter", python)
+    environ["JUPYTER_PATH"] = kernelspec(tmp_path / "jupyter", python)
 
     def step(*command: str, cwd: Path = ROOT) -> None:
         done = subprocess.run(
@@ -403,7 +390,7 @@ def test_binder_environment_runs_the_notebooks(tmp_path: Path) -> None:
         assert "site-packages" in seeknal_jupyter.__file__, seeknal_jupyter.__file__
         for path in sorted(Path({str(copies)!r}).glob("*.ipynb")):
             notebook = nbformat.read(path, as_version=4)
-            NotebookClient(notebook, kernel_name={KERNEL!r}, timeout=300,
+            NotebookClient(notebook, kernel_name={seeknal_kernel!r}, timeout=300,
                            store_widget_state=True,
                            resources={{"metadata": {{"path": str(path.parent)}}}}).execute()
             nbformat.write(notebook, path)

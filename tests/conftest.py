@@ -1,0 +1,42 @@
+"""Fixtures shared by the test modules."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+KERNEL = "seeknal-test"
+
+
+def register_kernel(folder: Path, python: str) -> str:
+    """Write the ``seeknal-test`` kernelspec for ``python``; returns its JUPYTER_PATH."""
+    spec = folder / "kernels" / KERNEL
+    spec.mkdir(parents=True, exist_ok=True)
+    argv = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    kernel = {"argv": argv, "display_name": KERNEL, "language": "python"}
+    (spec / "kernel.json").write_text(json.dumps(kernel))
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def kernelspec() -> Callable[[Path, str], str]:
+    """Writes the ``seeknal-test`` kernelspec for a Python into a folder and
+    returns the folder, to put on JUPYTER_PATH."""
+    return register_kernel
+
+
+@pytest.fixture(scope="module")
+def seeknal_kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The name of a kernel that runs on this virtual environment's Python.
+
+    Its kernelspec is first on JUPYTER_PATH, so a user-level kernel of the same
+    name cannot stand in for it.
+    """
+    folder = register_kernel(tmp_path_factory.mktemp("jupyter"), sys.executable)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JUPYTER_PATH", folder)
+        yield KERNEL
