@@ -41,7 +41,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def _csv(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
+    """A comma-separated selection; an empty one is refused, as it would select all."""
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(
+            f"expected one or more comma-separated names, got {value!r}"
+        )
+    return parts
 
 
 def _row_count(value: str) -> int:

@@ -51,7 +51,11 @@ class Dag:
             return matches[0]
         if matches:
             raise UsageError(f"{name!r} is ambiguous: {', '.join(sorted(matches))}")
-        raise UsageError(f"no node named {name!r}")
+        bare = {n.split(".", 1)[1] for n in self.nodes}
+        known = sorted(self.nodes if "." in name else bare)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"no node named {name!r}{hint}")
 
     def select(
         self,

@@ -361,3 +361,29 @@ def test_dag_output_errors_are_one_line(
     assert done.stderr == message + "\n"
     assert done.stdout == ""
     assert not (root / "x.png").exists()
+
+
+@pytest.mark.parametrize("option", ["--nodes", "--tags", "--types"])
+@pytest.mark.parametrize("value", ["", " , "])
+def test_an_empty_selection_is_a_usage_error(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    root = write_project(tmp_path)
+
+    done = seeknal("run", option, value, cwd=root)
+
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        f"error: seeknal run: argument {option}: expected one or more "
+        f"comma-separated names, got {value!r}"
+    )
+    assert not (root / "target").exists()
+
+
+def test_a_misspelt_node_gets_a_suggestion(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+
+    done = seeknal("run", "--nodes", "doubeld", cwd=root)
+
+    assert done.returncode == 2
+    assert done.stderr == "error: no node named 'doubeld'; did you mean 'doubled'?\n"
