@@ -153,10 +153,22 @@ class _Checker:
         self.node: str | None = None
 
     def fail(
-        self, message: str, key: str | None = None, hint: str | None = None
+        self,
+        message: str,
+        key: str | None = None,
+        hint: str | None = None,
+        line: int | None = None,
     ) -> None:
-        line = self.doc.line_of(key) if key else self.doc.line
+        """Record a problem at ``line``, else at ``key``'s line, else the node's."""
+        if line is None:
+            line = self.doc.line_of(key) if key else self.doc.line
         self.problems.append(Problem(message, self.file, line, self.node, hint))
+
+    def line_in(self, container: Any, key: Any, key_of_container: str) -> int:
+        """The line of ``key`` inside a nested mapping, else of the container."""
+        if isinstance(container, Mapping):
+            return container.line_of(key)
+        return self.doc.line_of(key_of_container)
 
 
 def yaml_files(root: Path) -> list[Path]:
@@ -265,13 +277,13 @@ def _check_fields(check: _Checker, kind: str, warnings: list[Problem]) -> None:
         check.fail(f"unknown field {key!r}", key, hint)
 
 
-def _check_type(check: _Checker, column: str, dtype: Any, key: str) -> str | None:
+def _check_type(check: _Checker, column: str, dtype: Any, line: int) -> str | None:
     resolved = duckdb_type(dtype)
     if resolved is None:
         hint = type_hint()
         if re.match(r"^decimal\(\s*\d+\s*$", str(dtype), re.IGNORECASE):
             hint = "quote it, e.g. 'decimal(10,2)': in {...} a comma ends the value"
-        check.fail(f"column {column!r}: unknown type {dtype!r}", key, hint)
+        check.fail(f"column {column!r}: unknown type {dtype!r}", hint=hint, line=line)
     return resolved
 
 
@@ -284,10 +296,11 @@ def _source_schema(check: _Checker) -> tuple[tuple[str, str], ...]:
             check.fail("'schema' must be a list of {name, data_type}", "schema")
             return ()
         for item in schema:
+            line = item.line if isinstance(item, Mapping) else doc.line_of("schema")
             if not isinstance(item, dict) or "name" not in item:
-                check.fail("each schema entry needs 'name' and 'data_type'", "schema")
+                check.fail("each schema entry needs 'name' and 'data_type'", line=line)
                 continue
-            dtype = _check_type(check, item["name"], item.get("data_type"), "schema")
+            dtype = _check_type(check, item["name"], item.get("data_type"), line)
             if dtype:
                 columns.append((str(item["name"]), dtype))
     described = doc.get("columns")
@@ -296,7 +309,8 @@ def _source_schema(check: _Checker) -> tuple[tuple[str, str], ...]:
             dtype_name = info.get("dtype") if isinstance(info, dict) else info
             if dtype_name is None:
                 continue
-            dtype = _check_type(check, column, dtype_name, "columns")
+            line = check.line_in(described, column, "columns")
+            dtype = _check_type(check, column, dtype_name, line)
             if dtype and all(c != column for c, _ in columns):
                 columns.append((str(column), dtype))
     return tuple(columns)
@@ -338,7 +352,8 @@ def _check_features(check: _Checker) -> tuple[tuple[str, str], ...]:
     result = []
     for name, info in features.items():
         dtype_name = info.get("dtype") if isinstance(info, dict) else info
-        dtype = _check_type(check, name, dtype_name, "features")
+        line = check.line_in(features, name, "features")
+        dtype = _check_type(check, name, dtype_name, line)
         if dtype:
             result.append((str(name), dtype))
     return tuple(result)

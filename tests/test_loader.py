@@ -498,7 +498,7 @@ def test_every_problem_of_a_project_is_reported_at_once(tmp_path: Path) -> None:
         (
             "source: csv\ntable: x.csv\nschema:\n  - {name: a, data_type: money}\n",
             (
-                "seeknal/a.yml:5: source.s: column 'a': unknown type 'money' (use one of: "
+                "seeknal/a.yml:6: source.s: column 'a': unknown type 'money' (use one of: "
                 "string, integer, bigint, float, double, boolean, date, timestamp, "
                 "decimal(p,s))"
             ),
@@ -519,7 +519,46 @@ def test_unquoted_decimal_in_a_flow_mapping_gets_a_hint(tmp_path: Path) -> None:
 
     assert found == [
         (
-            "seeknal/a.yml:5: source.s: column 'price': unknown type 'decimal(10' "
+            "seeknal/a.yml:6: source.s: column 'price': unknown type 'decimal(10' "
             "(quote it, e.g. 'decimal(10,2)': in {...} a comma ends the value)"
         )
+    ]
+
+
+def test_each_unknown_type_is_reported_at_its_own_line(tmp_path: Path) -> None:
+    source = """\
+kind: source
+name: s
+source: csv
+table: data/numbers.csv
+schema:
+  - {name: n, data_type: integer}
+  - name: label
+    data_type: strng
+columns:
+  n: {dtype: int}
+  label:
+    dtype: txt
+"""
+    group = """\
+kind: feature_group
+name: g
+inputs: [{ref: source.s}]
+transform: SELECT n, label FROM source.s
+entity: {name: e, join_keys: [n]}
+features:
+  n:
+    dtype: integer
+  label:
+    dtype: flaot
+  other: {dtype: flaot}
+"""
+
+    found = problems(tmp_path, {"a.yml": source, "b.yml": group})
+
+    assert [(f.split(": ")[0], f.split("'")[1]) for f in found] == [
+        ("seeknal/a.yml:7", "label"),
+        ("seeknal/a.yml:11", "label"),
+        ("seeknal/b.yml:9", "label"),
+        ("seeknal/b.yml:11", "other"),
     ]
