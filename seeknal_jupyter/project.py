@@ -93,7 +93,7 @@ class Manifest:
 
     def __str__(self) -> str:
         lines = [
-            f"Project {self.project} ({self.path.parent})",
+            f"Project {self.project} ({self.path.parent.parent})",
             f"Manifest: {self.path}",
             (
                 f"Nodes: {len(self.dag.nodes)}  Edges: {self.edge_count}  "

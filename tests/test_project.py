@@ -123,7 +123,11 @@ def test_plan_writes_the_manifest(chain: Path) -> None:
         "seeknal/nodes.yml",
         ["daily"],
     )
-    assert str(manifest).splitlines()[2] == "Nodes: 5  Edges: 3  Layers: 3"
+    assert str(manifest).splitlines()[:3] == [
+        f"Project {chain.name} ({chain.resolve()})",
+        f"Manifest: {chain.resolve() / 'target' / 'manifest.json'}",
+        "Nodes: 5  Edges: 3  Layers: 3",
+    ]
     assert not (chain / "target" / "snapshots").exists()
 
 
