@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,9 @@ import pytest
 import yaml
 
 from seeknal_jupyter.examples import fraud
+from seeknal_jupyter.graph import kind_nodes
+from seeknal_jupyter.project import Project
+from seeknal_jupyter.render import draw
 
 EXPECTED_NODE_FILES = [
     "sources/01_source_transactions.yml",
@@ -155,6 +159,26 @@ def test_write_project_writes_the_node_files_data_and_readme(project: Path) -> N
     assert sorted(p.name for p in (project / "data").iterdir()) == sorted(
         fraud.DATA_FILES.values()
     )
+
+
+def test_readme_numbers_the_layers_from_1_like_the_dag_view(project: Path) -> None:
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    dag = Project(project).dag()
+    layer_of: dict[str, int] = {}
+    current = 0
+    for line in readme.split("```")[1].splitlines():
+        heading = re.match(r"layer (\d+) ", line)
+        if heading:
+            current = int(heading.group(1))
+        for name in re.findall(r"(\w+)\s+<-", line):
+            layer_of[name] = current
+
+    view = draw(kind_nodes(dag), engine="text").text
+    assert re.findall(r"^layer (\d+)$", view, re.MULTILINE) == ["1", "2", "3", "4"]
+    assert re.findall(r"^layer (\d+) ", readme, re.MULTILINE) == ["1", "2", "3", "4"]
+    assert layer_of == {
+        node.name: dag.layer[node.id] + 1 for node in dag.nodes.values() if node.inputs
+    }
 
 
 def test_nodes_form_the_fifteen_node_four_layer_graph(project: Path) -> None:
