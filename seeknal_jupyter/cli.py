@@ -28,11 +28,19 @@ log = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
 
+class ArgumentError(UsageError):
+    """A command line that does not parse; ``parser`` is the (sub-)command's."""
+
+    def __init__(self, message: str, parser: argparse.ArgumentParser) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """An argparse parser that raises UsageError instead of exiting."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        raise ArgumentError(f"{self.prog}: {message}", self)
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if message:
@@ -434,7 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse(words)
     except UsageError as error:
-        build_parser().print_usage(sys.stderr)
+        parser = error.parser if isinstance(error, ArgumentError) else build_parser()
+        parser.print_usage(sys.stderr)
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     logging.basicConfig(

@@ -387,3 +387,37 @@ def test_a_misspelt_node_gets_a_suggestion(tmp_path: Path) -> None:
 
     assert done.returncode == 2
     assert done.stderr == "error: no node named 'doubeld'; did you mean 'doubled'?\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "usage", "error"),
+    [
+        (
+            ["show", "doubled", "--limit", "-1"],
+            "usage: seeknal show [-h] [--project PATH] [--env ENV] [--limit N] NODE",
+            "error: seeknal show: argument --limit: must be 0 or more, got -1",
+        ),
+        (
+            ["env", "plan"],
+            "usage: seeknal env plan [-h] [--project PATH] ENV",
+            "error: seeknal env plan: the following arguments are required: ENV",
+        ),
+        (
+            [],
+            "usage: seeknal [-h] [-v] COMMAND ...",
+            "error: seeknal: the following arguments are required: COMMAND",
+        ),
+    ],
+)
+def test_a_usage_error_prints_the_usage_of_its_command(
+    tmp_path: Path, args: list[str], usage: str, error: str
+) -> None:
+    done = seeknal(*args, cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [usage, error]
+
+
+def test_the_readme_project_folder_is_ignored_by_git() -> None:
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text()
+    assert "fraud-demo/" in ignored.splitlines()
