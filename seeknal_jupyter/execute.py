@@ -22,7 +22,7 @@ from seeknal_jupyter.events import NodeFinished, NodeStarted, Reporters
 from seeknal_jupyter.fingerprint import source_paths
 from seeknal_jupyter.loader import Node
 from seeknal_jupyter.report import NodeResult
-from seeknal_jupyter.sql import KINDS, quote_ident, quote_literal
+from seeknal_jupyter.sql import KINDS, quote_ident, quote_literal, referenced_nodes
 from seeknal_jupyter.store import fsync_file, replace_atomically, temp_path_for
 
 log = logging.getLogger(__name__)
@@ -232,22 +232,36 @@ def node_query(conn: duckdb.DuckDBPyConnection, node: Node, root: Path) -> str:
 def attach_inputs(
     conn: duckdb.DuckDBPyConnection, node: Node, inputs: dict[str, Path]
 ) -> list[str]:
-    """Create a view per input (``kind.name``, and the bare name when unambiguous).
+    """Create a view per input as ``kind.name``, and by bare name where needed.
 
-    Returns the qualified view names, to drop afterwards.
+    Returns the view names, to drop afterwards.
     """
     created = []
-    names = [i.split(".", 1)[1] for i in node.inputs]
+    bare = set(bare_name_inputs(node))
     for input_id in node.inputs:
         kind, name = input_id.split(".", 1)
         read = f"SELECT * FROM read_parquet({quote_literal(str(inputs[input_id]))})"
-        qualified = [f"{quote_ident(kind)}.{quote_ident(name)}"]
-        if names.count(name) == 1:
-            qualified.append(f"main.{quote_ident(name)}")
-        for view in qualified:
+        views = [f"{quote_ident(kind)}.{quote_ident(name)}"]
+        if input_id in bare:
+            views.append(f"main.{quote_ident(name)}")
+        for view in views:
             conn.execute(f"CREATE OR REPLACE VIEW {view} AS {read}")
             created.append(view)
     return created
+
+
+def bare_name_inputs(node: Node) -> list[str]:
+    """Inputs the SQL may read by bare name: those it does not name as ``kind.name``,
+    whose name no other input shares."""
+    if not node.sql:
+        return []
+    qualified = set(referenced_nodes(node.sql))
+    names = [i.split(".", 1)[1] for i in node.inputs]
+    return [
+        i
+        for i in node.inputs
+        if i not in qualified and names.count(i.split(".", 1)[1]) == 1
+    ]
 
 
 def _write_export(
@@ -269,20 +283,24 @@ def _write_export(
 WIDE_INTEGERS = ("HUGEINT", "UHUGEINT")
 
 
-def parquet_safe(conn: duckdb.DuckDBPyConnection, query: str) -> str:
-    """The query with 128-bit integer columns cast to BIGINT.
+def parquet_safe(
+    conn: duckdb.DuckDBPyConnection, query: str
+) -> tuple[str, list[list[str]]]:
+    """The query with 128-bit integer columns cast to BIGINT, and its columns.
 
     DuckDB's Parquet writer stores HUGEINT (what SUM of integers returns) as DOUBLE,
     which loses precision silently; BIGINT keeps integers exact and fails loudly on
     the rare value that does not fit.
     """
-    wide = [c for c, t in describe(conn, query) if t in WIDE_INTEGERS]
+    columns = describe(conn, query)
+    wide = [c for c, t in columns if t in WIDE_INTEGERS]
     if not wide:
-        return query
+        return query, columns
     casts = ", ".join(
         f"CAST({quote_ident(c)} AS BIGINT) AS {quote_ident(c)}" for c in wide
     )
-    return f"SELECT * REPLACE ({casts}) FROM ({query}\n) AS __seeknal_output"
+    columns = [[c, "BIGINT" if c in wide else t] for c, t in columns]
+    return f"SELECT * REPLACE ({casts}) FROM ({query}\n) AS __seeknal_output", columns
 
 
 def build(conn: duckdb.DuckDBPyConnection, task: Task) -> Built:
@@ -295,15 +313,12 @@ def build(conn: duckdb.DuckDBPyConnection, task: Task) -> Built:
     task.snapshot.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(task.snapshot)
     try:
-        query = parquet_safe(conn, node_query(conn, node, task.root))
+        query, columns = parquet_safe(conn, node_query(conn, node, task.root))
         rows = conn.execute(
             f"COPY ({query}\n) TO {quote_literal(str(tmp))} (FORMAT parquet)"
         ).fetchone()
-        columns = describe(
-            conn, f"SELECT * FROM read_parquet({quote_literal(str(tmp))})"
-        )
         fsync_file(tmp)
-        replace_atomically(tmp, task.snapshot)
+        os.replace(tmp, task.snapshot)
         if task.export_path is not None and node.export is not None:
             _write_export(conn, task.snapshot, task.export_path, node.export[1])
     finally:

@@ -34,6 +34,7 @@ from seeknal_jupyter.execute import (
     NodeError,
     Settings,
     Task,
+    bare_name_inputs,
     describe,
     node_query,
     open_connection,
@@ -41,7 +42,7 @@ from seeknal_jupyter.execute import (
 from seeknal_jupyter.fingerprint import definition, fingerprints
 from seeknal_jupyter.loader import LoadResult, Node, load_nodes
 from seeknal_jupyter.report import NodeResult, RunResult
-from seeknal_jupyter.sql import quote_ident, quote_literal, referenced_nodes
+from seeknal_jupyter.sql import quote_ident, quote_literal
 from seeknal_jupyter.store import PRODUCTION, Entry, State, Store, write_text_atomically
 from seeknal_jupyter.yamlfile import Mapping
 
@@ -655,18 +656,15 @@ def _describe_node(
     conn: duckdb.DuckDBPyConnection, node: Node, root: Path
 ) -> list[list[str]]:
     """The node's output columns, with its inputs also visible by bare name."""
-    qualified = set(referenced_nodes(node.sql)) if node.sql else set(node.inputs)
-    names = [i.split(".", 1)[1] for i in node.inputs]
     aliases = []
-    for input_id in node.inputs:
+    for input_id in bare_name_inputs(node):
         kind, name = input_id.split(".", 1)
-        if input_id not in qualified and names.count(name) == 1:
-            alias = f"main.{quote_ident(name)}"
-            conn.execute(
-                f"CREATE VIEW {alias} AS SELECT * FROM "
-                f"{quote_ident(kind)}.{quote_ident(name)}"
-            )
-            aliases.append(alias)
+        alias = f"main.{quote_ident(name)}"
+        conn.execute(
+            f"CREATE VIEW {alias} AS SELECT * FROM "
+            f"{quote_ident(kind)}.{quote_ident(name)}"
+        )
+        aliases.append(alias)
     try:
         return describe(conn, f"SELECT * FROM ({node_query(conn, node, root)}\n)")
     finally:
