@@ -154,3 +154,19 @@ def test_feature_experimentation_notebook(tmp_path: Path, seeknal_kernel: str) -
         "exposure.training_data against production: NON_BREAKING (SQL now also "
         "outputs column unusual_amount" in cell
     )
+
+    planned = text(cell_outputs(notebook, "cell_plan = %seeknal plan cell-change"))
+    assert planned.splitlines() == [
+        (
+            "exposure.training_data: NON_BREAKING (SQL now also outputs column "
+            "unusual_amount; description changed; owner changed; tags changed "
+            "(-fraud -training))"
+        ),
+        "nodes to execute: 1",
+        "unchanged: 14",
+    ]
+    assert notebook.cells[-1].source.startswith("## Recap")
+
+    project = tmp_path / "workspace/experiment/fraud"
+    assert (project / "seeknal").is_dir()
+    assert (project / "target/environments/cell-change/plan.json").is_file()

@@ -144,6 +144,20 @@ def test_notebooks_are_committed_without_outputs() -> None:
         assert "widgets" not in notebook.metadata, path.name
 
 
+def test_notebooks_write_their_projects_into_the_ignored_workspace() -> None:
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert "notebooks/workspace/" in ignored
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        (setup,) = [
+            cell.source
+            for cell in nbformat.read(path, as_version=4).cells
+            if "%seeknal init" in cell.source
+        ]
+        assert 'workspace = pathlib.Path("workspace/' in setup, path.name
+        assert "shutil.rmtree(workspace, ignore_errors=True)" in setup, path.name
+        assert "tempfile" not in setup, path.name
+
+
 class Kernel:
     """A real ipykernel driven over ZeroMQ, recording when each message arrives."""
 
