@@ -100,7 +100,7 @@ class State:
         }
         # Key order inside a recorded spec is meaningful (features are output
         # columns in that order), so keys are written as they are held.
-        return json.dumps(body, indent=1)
+        return json.dumps(body)
 
     @classmethod
     def from_json(cls, text: str) -> State:
