@@ -49,6 +49,9 @@ from seeknal_jupyter.yamlfile import Mapping
 log = logging.getLogger(__name__)
 
 
+SCHEMAS_FILE = "schemas.json"
+
+
 def default_workers() -> int:
     return min(os.cpu_count() or 1, 8)
 
@@ -210,24 +213,43 @@ class Project:
         Raises:
             ProjectError: every problem found, with file and line.
         """
+        loaded, dag, _, _ = self._validated()
+        return loaded, dag
+
+    def _validated(
+        self,
+    ) -> tuple[LoadResult, Dag, dict[str, str], dict[str, list[list[str]]]]:
         loaded = self.load()
         dag = build_dag(loaded.nodes)
-        check_schemas(dag, list(dag.order), None, self.root)
-        return loaded, dag
+        fps = fingerprints(dag, self.root)
+        found = check_schemas(
+            dag, list(dag.order), None, self.root, fps, self._known_schemas()
+        )
+        return loaded, dag, fps, found
+
+    def _known_schemas(self) -> dict[str, list[list[str]]]:
+        """Output columns already checked, by fingerprint (``target/schemas.json``)."""
+        try:
+            body = json.loads((self.target / SCHEMAS_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        if body.get("duckdb") != duckdb.__version__:
+            return {}
+        return dict(body.get("columns", {}))
 
     def plan(self) -> Manifest:
         """Validate the project and write ``target/manifest.json``."""
-        loaded, dag = self.validate()
+        loaded, dag, fps, found = self._validated()
         manifest = Manifest(
-            self.name,
-            self.target / "manifest.json",
-            dag,
-            fingerprints(dag, self.root),
-            loaded.warnings,
+            self.name, self.target / "manifest.json", dag, fps, loaded.warnings
         )
         with self.store.writing("seeknal plan"):
             write_text_atomically(
                 manifest.path, json.dumps(manifest.to_json(), indent=1)
+            )
+            write_text_atomically(
+                self.target / SCHEMAS_FILE,
+                json.dumps({"duckdb": duckdb.__version__, "columns": found}),
             )
         return manifest
 
@@ -407,7 +429,7 @@ class Project:
             for input_id in dag.nodes[node_id].inputs:
                 if input_id not in run_set:
                     input_path(input_id)
-        check_schemas(dag, to_run, input_path, self.root)
+        check_schemas(dag, to_run, input_path, self.root, fps, self._known_schemas())
         tasks = {
             n: Task(
                 dag.nodes[n],
@@ -581,16 +603,27 @@ class _StateSaver:
         self.dirty = False
 
 
-def check_schemas(dag: Dag, to_run: list[str], input_path: Any, root: Path) -> None:
+def check_schemas(
+    dag: Dag,
+    to_run: list[str],
+    input_path: Any,
+    root: Path,
+    fps: dict[str, str],
+    known: dict[str, list[list[str]]],
+) -> dict[str, list[list[str]]]:
     """Bind every node's SQL against its inputs' columns before anything runs.
 
     Syntax errors, unknown columns or tables, and feature groups whose SQL lacks a
     declared feature are reported together as a ProjectError. Data problems (a
     missing or empty file, a failing cast) are left for the run to report. Inputs
-    outside ``to_run`` are read from ``input_path(node_id)``.
+    outside ``to_run`` are read from ``input_path(node_id)``. A node whose
+    fingerprint is in ``known`` was checked before and takes those columns.
+
+    Returns:
+        The output columns of each checked node, by fingerprint.
     """
     if not to_run:
-        return
+        return {}
     problems: list[Problem] = []
     columns: dict[str, list[list[str]] | None] = {}
     run_set = set(to_run)
@@ -599,6 +632,9 @@ def check_schemas(dag: Dag, to_run: list[str], input_path: Any, root: Path) -> N
     try:
         for node_id in to_run:
             node = dag.nodes[node_id]
+            if fps[node_id] in known:
+                columns[node_id] = known[fps[node_id]]
+                continue
             if any(i in run_set and columns.get(i) is None for i in node.inputs):
                 columns[node_id] = None
                 continue
@@ -618,6 +654,7 @@ def check_schemas(dag: Dag, to_run: list[str], input_path: Any, root: Path) -> N
         conn.close()
     if problems:
         raise ProjectError(problems)
+    return {fps[n]: c for n, c in columns.items() if c is not None}
 
 
 def _schema_problem(node: Node, error: Exception) -> Problem:

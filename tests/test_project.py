@@ -145,6 +145,21 @@ def test_plan_binds_sql_and_rejects_an_unknown_column(chain: Path) -> None:
     assert not (chain / "target" / "manifest.json").exists()
 
 
+def test_plan_remembers_checked_schemas_and_rechecks_what_changed(
+    chain: Path,
+) -> None:
+    manifest = Project(chain).plan()
+    cache = json.loads((chain / "target" / "schemas.json").read_text())
+    assert len(cache["columns"]) == 5
+    doubled = manifest.fingerprints["transform.doubled"]
+    assert cache["columns"][doubled] == [["n", "INTEGER"], ["n2", "INTEGER"]]
+
+    edit(chain, "SUM(n2) AS total", "SUM(n3) AS total")
+
+    with pytest.raises(ProjectError, match='column "n3" not found'):
+        Project(chain).plan()
+
+
 def test_second_run_is_all_cached(chain: Path) -> None:
     project = Project(chain)
     assert ran(project.run()) == set(project.dag().order)
