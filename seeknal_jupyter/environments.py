@@ -1178,7 +1178,8 @@ class NodeDiff:
         return text
 
     def __repr__(self) -> str:
-        return f"<NodeDiff {self.node_id} {self.env} vs production: {'same' if self.same else 'different'}>"
+        verdict = "same" if self.same else "different"
+        return f"<NodeDiff {self.node_id} {self.env} vs production: {verdict}>"
 
     def _repr_html_(self) -> str:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in self._lines())
