@@ -947,7 +947,9 @@ def verdicts(results: dict[str, Any]) -> list[Row]:
             plan["plan"],
             f"loading and the DAG take {plan['load_and_dag']:.2f}s of it; the rest is "
             "binding every node's SQL in DuckDB before the manifest is written (the "
-            "schema check: an empty table per input, a DESCRIBE per node). "
+            "schema check: a DESCRIBE per node and an empty table of its columns for "
+            "the nodes that read it); the checked columns are remembered by "
+            "fingerprint, so a re-plan binds only what changed. "
             + profile_reason(plan["profile"], "plan"),
         )
     )
@@ -1055,11 +1057,12 @@ def trivial_reason(trivial: dict[str, Any], mode: str) -> str:
     }
     parts = ", ".join(f"{name} {1000 * sec / n:.2f} ms" for name, sec in per.items())
     return (
-        f"per node: {parts}. A node runs 7 DuckDB statements where the loop runs 3 "
-        "(its input as a view under the qualified and the bare name, both dropped "
-        "after; a DESCRIBE of the query to keep 128-bit integers exact; the COPY; a "
-        "DESCRIBE of the written file), two fsyncs (file and folder), a hard link "
-        "into the generation and a state entry on the scheduling thread. Top own "
+        f"per node: {parts}. A node runs 4 DuckDB statements where the loop runs 3 "
+        "(its input as a view, dropped after; a DESCRIBE of the query, which keeps "
+        "128-bit integers exact and gives the output's columns; the COPY), an fsync "
+        "of the written file, a hard link into the generation and a state entry on "
+        "the scheduling thread; sequentially the worker and the scheduling thread "
+        "take turns, in parallel they overlap. Top own "
         f"time in a sequential profile: {_hot(trivial['profile'])}"
     )
 
