@@ -15,13 +15,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import sqlglot
 from sqlglot import exp
-from sqlglot.errors import SqlglotError
-from sqlglot.optimizer.simplify import simplify
 
 from seeknal_jupyter.loader import Node, duckdb_type
-from seeknal_jupyter.sql import normalise
+from seeknal_jupyter.sql import canonical_statement, normalise
 
 log = logging.getLogger(__name__)
 
@@ -264,22 +261,6 @@ def _arg_text(value: Any) -> str:
     return "" if value in (None, False) else str(value)
 
 
-def _parse_single(sql: str) -> exp.Expression | None:
-    """One statement, simplified so that redundant parentheses don't count."""
-    try:
-        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
-    except SqlglotError as error:
-        log.debug("sqlglot could not parse SQL: %s", error)
-        return None
-    if len(statements) != 1 or not isinstance(statements[0], exp.Expression):
-        return None
-    try:
-        return simplify(statements[0])
-    except SqlglotError as error:
-        log.debug("sqlglot could not simplify SQL: %s", error)
-        return statements[0]
-
-
 def _projections(select: exp.Select) -> dict[str, str]:
     """Output column name -> expression text, in output order."""
     result: dict[str, str] = {}
@@ -341,13 +322,37 @@ def _clause_reasons(old: exp.Select, new: exp.Select) -> list[Reason]:
     return reasons
 
 
-def _multiplies_rows(select: exp.Select, name: str) -> bool:
-    if select.args.get("distinct"):
+def _is_aggregating(select: exp.Select) -> bool:
+    """Whether the query returns one row per group rather than one per input row."""
+    if select.args.get("group"):
         return True
-    for item in select.expressions:
-        if item.alias_or_name == name or _sql_text(item) == name:
-            return any(isinstance(n, ROW_MULTIPLYING) for n in item.walk())
-    return False
+    return any(_aggregates(item) for item in select.expressions)
+
+
+def _aggregates(item: exp.Expr) -> bool:
+    return any(
+        isinstance(n, exp.AggFunc) and not n.find_ancestor(exp.Window)
+        for n in item.walk()
+    )
+
+
+def _added_column_changes_rows(old: exp.Select, new: exp.Select, name: str) -> str:
+    """Why adding output column ``name`` can change the rows, or ``""``."""
+    item = next(
+        (i for i in new.expressions if name in (i.alias_or_name, _sql_text(i))), None
+    )
+    if new.args.get("distinct"):
+        return "under DISTINCT it is part of what makes a row unique"
+    if item is None:
+        return ""
+    if any(isinstance(n, ROW_MULTIPLYING) for n in item.walk()):
+        return "it produces several rows per input row"
+    group = new.args.get("group")
+    if group is not None and group.args.get("all") and not _aggregates(item):
+        return "under GROUP BY ALL it becomes a grouping key"
+    if _aggregates(item) and not _is_aggregating(old):
+        return "an aggregate turns the query into one row per group"
+    return ""
 
 
 def _projection_reasons(old: exp.Select, new: exp.Select) -> list[Reason]:
@@ -377,11 +382,12 @@ def _projection_reasons(old: exp.Select, new: exp.Select) -> list[Reason]:
     for name in added:
         if name in renamed:
             continue
-        if _multiplies_rows(new, name):
+        why = _added_column_changes_rows(old, new, name)
+        if why:
             reasons.append(
                 Reason(
                     ChangeClass.BREAKING,
-                    f"new column {name} can change the number of rows",
+                    f"new column {name} changes the rows: {why}",
                 )
             )
         else:
@@ -391,37 +397,44 @@ def _projection_reasons(old: exp.Select, new: exp.Select) -> list[Reason]:
     kept_before = [n for n in before if n in after]
     kept_after = [n for n in after if n in before]
     if not reasons and kept_before != kept_after:
-        reasons.append(Reason(ChangeClass.NON_BREAKING, "output column order changed"))
+        reasons.append(Reason(ChangeClass.BREAKING, "output column order changed"))
     return reasons
 
 
-def sql_reasons(old: str | None, new: str | None) -> list[Reason]:
+def sql_reasons(
+    old: str | None,
+    new: str | None,
+    old_inputs: Iterable[str] = (),
+    new_inputs: Iterable[str] = (),
+) -> list[Reason]:
     """Differences between two versions of a node's SQL.
 
     Args:
         old: production's SQL (None when the node had none).
         new: the current SQL.
+        old_inputs: production's inputs of the node (to read bare names).
+        new_inputs: the current inputs.
 
     Returns:
-        No reasons when the two differ only in formatting, comments or keyword
-        case; a NON_BREAKING reason per output column that was only added; a
-        BREAKING reason for anything else that changed.
+        No reasons when the two have the same canonical text (what fingerprints
+        hash: formatting, comments, keyword case, quotes and redundant parentheses
+        don't count); a NON_BREAKING reason per output column that was only
+        added without changing the rows; a BREAKING reason for anything else.
     """
-    if old == new:
-        return []
     if old is None or new is None:
+        if old == new:
+            return []
         return [
             Reason(
                 ChangeClass.BREAKING, "SQL " + ("added" if old is None else "removed")
             )
         ]
-    before, after = _parse_single(old), _parse_single(new)
-    if before is None or after is None:
-        if normalise(old) == normalise(new):
-            return []
-        return [Reason(ChangeClass.BREAKING, "SQL changed (it could not be parsed)")]
-    if _sql_text(before) == _sql_text(after):
+    if normalise(old, old_inputs) == normalise(new, new_inputs):
         return []
+    before = canonical_statement(old, old_inputs)
+    after = canonical_statement(new, new_inputs)
+    if before is None or after is None:
+        return [Reason(ChangeClass.BREAKING, "SQL changed (it could not be parsed)")]
     if not (isinstance(before, exp.Select) and isinstance(after, exp.Select)):
         return [Reason(ChangeClass.BREAKING, "SQL changed")]
     reasons = _clause_reasons(before, after) + _projection_reasons(before, after)
@@ -457,7 +470,7 @@ def _list_reasons(
     kept_before = [n for n in old if n in new]
     kept_after = [n for n in new if n in old]
     if not reasons and kept_before != kept_after:
-        reasons.append(Reason(ChangeClass.NON_BREAKING, f"{label} order changed"))
+        reasons.append(Reason(ChangeClass.BREAKING, f"{label} order changed"))
     return reasons
 
 
@@ -583,7 +596,7 @@ def definition_reasons(old: Definition, new: Definition) -> list[Reason]:
     """Every difference between production's definition and the current one."""
     functional = [
         *_input_reasons(old, new),
-        *sql_reasons(old.sql, new.sql),
+        *sql_reasons(old.sql, new.sql, old.inputs, new.inputs),
         *_list_reasons(
             "feature", old.features, new.features, "new feature", "removed feature"
         ),
@@ -623,7 +636,7 @@ def compare(
         One change per node: project nodes in ``order``, then removed ones.
     """
     changes: dict[str, Change] = {}
-    breaks: dict[str, bool] = {}
+    breaking_upstream: dict[str, list[str]] = {}
     for node_id in order:
         new = current[node_id]
         old = production.get(node_id)
@@ -632,6 +645,7 @@ def compare(
         else:
             change = classify(old, new)
         followed: list[str] = []
+        breaking: list[str] = []
         for input_id in new.inputs:
             upstream = changes.get(input_id)
             if upstream is None or not upstream.runs:
@@ -640,16 +654,20 @@ def compare(
                 followed += upstream.upstream
             else:
                 followed.append(input_id)
-        upstream_breaking = any(breaks.get(i, False) for i in new.inputs)
-        if followed and change.change_class in (
-            ChangeClass.UNCHANGED,
-            ChangeClass.METADATA,
-        ):
-            change = _dependent(
-                change, list(dict.fromkeys(followed)), upstream_breaking
+            breaking += breaking_upstream[input_id]
+        followed, breaking = (
+            list(dict.fromkeys(followed)),
+            list(dict.fromkeys(breaking)),
+        )
+        if followed and not change.runs:
+            change = _dependent(change, followed, breaking)
+        elif breaking:
+            change.reasons.append(
+                f"also downstream of BREAKING change in {', '.join(breaking)}"
             )
-        breaks[node_id] = upstream_breaking or change.change_class == (
-            ChangeClass.BREAKING
+            change.upstream, change.upstream_breaking = breaking, True
+        breaking_upstream[node_id] = breaking + (
+            [node_id] if change.change_class == ChangeClass.BREAKING else []
         )
         changes[node_id] = change
     for node_id in production:
@@ -660,13 +678,25 @@ def compare(
     return changes
 
 
-def _dependent(change: Change, followed: list[str], breaking: bool) -> Change:
-    kind = "BREAKING change" if breaking else "change"
-    reason = f"upstream {kind} in {', '.join(followed)}"
+def _dependent(change: Change, followed: list[str], breaking: list[str]) -> Change:
+    """``change`` (unchanged or metadata only) as DEPENDENT on changed upstreams.
+
+    Args:
+        change: the node's own classification.
+        followed: the nearest changed nodes upstream.
+        breaking: the BREAKING nodes upstream, however far.
+    """
+    if breaking:
+        through = [n for n in followed if n not in breaking]
+        reason = f"upstream BREAKING change in {', '.join(breaking)}" + (
+            f" (through {', '.join(through)})" if through else ""
+        )
+    else:
+        reason = f"upstream change in {', '.join(followed)}"
     return Change(
         change.node_id,
         ChangeClass.DEPENDENT,
         [reason, *change.reasons],
         followed,
-        breaking,
+        bool(breaking),
     )

@@ -31,7 +31,7 @@ def definition(node: Node) -> dict[str, Any]:
     spec = node.spec
     result: dict[str, Any] = {"kind": node.kind, "inputs": sorted(node.inputs)}
     if node.sql is not None:
-        result["sql"] = normalise(node.sql)
+        result["sql"] = normalise(node.sql, node.inputs)
     if node.kind == "source":
         result["source"] = spec.get("source")
         result["table"] = spec.get("table")

@@ -14,6 +14,7 @@ from seeknal_jupyter.changes import (
     sql_reasons,
 )
 from seeknal_jupyter.dag import build_dag
+from seeknal_jupyter.fingerprint import fingerprints
 from seeknal_jupyter.loader import load_nodes
 
 SOURCES = """\
@@ -182,8 +183,53 @@ EDITS = [
         "SELECT payment_id, customer_id, amount, country",
         "SELECT payment_id, customer_id, country, amount",
         TRANSFORM_ID,
-        ChangeClass.NON_BREAKING,
+        ChangeClass.BREAKING,
         "output column order changed",
+    ),
+    (
+        "quotes around plain names only",
+        "clean_payments.yml",
+        "  FROM source.payments\n",
+        '  FROM "source"."payments"\n',
+        TRANSFORM_ID,
+        ChangeClass.UNCHANGED,
+        None,
+    ),
+    (
+        "input read by its bare name instead of kind.name",
+        "clean_payments.yml",
+        "  FROM source.payments\n",
+        "  FROM payments\n",
+        TRANSFORM_ID,
+        ChangeClass.UNCHANGED,
+        None,
+    ),
+    (
+        "window column added",
+        "clean_payments.yml",
+        "amount, country\n",
+        "amount, country,\n  sum(amount) OVER (PARTITION BY customer_id) AS spent\n",
+        TRANSFORM_ID,
+        ChangeClass.NON_BREAKING,
+        "SQL now also outputs column spent",
+    ),
+    (
+        "aggregate added to a row-level query",
+        "clean_payments.yml",
+        "amount, country\n",
+        "amount, country, count(*) AS n\n",
+        TRANSFORM_ID,
+        ChangeClass.BREAKING,
+        "new column n changes the rows: an aggregate turns the query into one row",
+    ),
+    (
+        "feature order changed",
+        "payment_features.yml",
+        "  customer_id:\n    dtype: integer\n  amount:\n    dtype: double\n",
+        "  amount:\n    dtype: double\n  customer_id:\n    dtype: integer\n",
+        FEATURES_ID,
+        ChangeClass.BREAKING,
+        "feature order changed",
     ),
     (
         "column removed from the SQL",
@@ -481,6 +527,14 @@ def test_a_breaking_change_is_carried_through_a_non_breaking_one(
     assert exposure.change_class == ChangeClass.DEPENDENT
     assert exposure.upstream == [FEATURES_ID]
     assert exposure.upstream_breaking
+    assert exposure.reasons == [
+        f"upstream BREAKING change in {TRANSFORM_ID} (through {FEATURES_ID})"
+    ]
+    features = changes[FEATURES_ID]
+    assert features.upstream == [TRANSFORM_ID] and features.upstream_breaking
+    assert (
+        features.reasons[-1] == f"also downstream of BREAKING change in {TRANSFORM_ID}"
+    )
 
 
 def test_metadata_and_dependent_together_keep_both_reasons(
@@ -508,9 +562,56 @@ def test_metadata_and_dependent_together_keep_both_reasons(
         (
             "SELECT a FROM t",
             "SELECT a, unnest(list) AS item FROM t",
-            ["new column item can change the number of rows"],
+            [
+                "new column item changes the rows: it produces several rows per input row"
+            ],
         ),
         ("SELECT a, b FROM t", "SELECT b, a FROM t", ["output column order changed"]),
+        (
+            "SELECT k, count(*) AS n FROM t GROUP BY ALL",
+            "SELECT k, channel, count(*) AS n FROM t GROUP BY ALL",
+            [
+                (
+                    "new column channel changes the rows: under GROUP BY ALL it becomes "
+                    "a grouping key"
+                )
+            ],
+        ),
+        (
+            "SELECT k, count(*) AS n FROM t GROUP BY k",
+            "SELECT k, count(*) AS n, sum(v) AS total FROM t GROUP BY k",
+            ["SQL now also outputs column total"],
+        ),
+        (
+            "SELECT k, count(*) AS n FROM t GROUP BY ALL",
+            "SELECT k, count(*) AS n, max(v) AS top FROM t GROUP BY ALL",
+            ["SQL now also outputs column top"],
+        ),
+        (
+            "SELECT 1 AS x FROM t",
+            "SELECT 1 AS x, count(*) AS n FROM t",
+            [
+                (
+                    "new column n changes the rows: an aggregate turns the query into "
+                    "one row per group"
+                )
+            ],
+        ),
+        ("SELECT a FROM t WHERE (a > 1)", "SELECT (a) FROM t WHERE a > 1", []),
+        (
+            "SELECT (a + b) * 2 AS c FROM t",
+            "SELECT a + b * 2 AS c FROM t",
+            ["expression of column c changed"],
+        ),
+        ('SELECT "Amount" AS "Total" FROM t', "SELECT Amount AS Total FROM t", []),
+        (
+            'SELECT "a b" FROM t',
+            "SELECT a AS b FROM t",
+            [
+                "SQL no longer outputs column a b",
+                "SQL now also outputs column b",
+            ],
+        ),
         ("SELECT a FROM t", "SELECT a FROM t ORDER BY a", ["ORDER BY added"]),
         ("SELECT a FROM t LIMIT 5", "SELECT a FROM t", ["LIMIT removed"]),
         (
@@ -525,3 +626,30 @@ def test_metadata_and_dependent_together_keep_both_reasons(
 def test_sql_reasons(old: str, new: str, expected: list[str]) -> None:
     reasons = sql_reasons(old, new)
     assert [r.text.split(" (")[0] for r in reasons] == expected
+
+
+@pytest.mark.parametrize(
+    ("case", "file", "old", "new", "node", "expected", "reason"),
+    EDITS,
+    ids=[e[0] for e in EDITS],
+)
+def test_fingerprints_change_exactly_when_the_class_says_the_output_may(
+    tmp_path: Path,
+    case: str,
+    file: str,
+    old: str,
+    new: str,
+    node: str,
+    expected: ChangeClass,
+    reason: str | None,
+) -> None:
+    """A plan and a run must agree: an edit classed UNCHANGED or METADATA keeps
+    the node's fingerprint (it stays cached); any other edit changes it."""
+    before = fingerprints(
+        build_dag(load_nodes(write_project(tmp_path / "a", FILES)).nodes),
+        tmp_path / "a",
+    )
+    folder = edited(tmp_path, file, old, new)
+    after = fingerprints(build_dag(load_nodes(folder).nodes), folder)
+    same = expected in (ChangeClass.UNCHANGED, ChangeClass.METADATA)
+    assert (before[node] == after[node]) == same
