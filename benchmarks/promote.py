@@ -1,9 +1,11 @@
-"""Benchmark: promoting a large environment in which one node changed; run by hand.
+"""Benchmark: promoting a large environment in which one node changed.
 
 Usage::
 
     .venv/bin/python benchmarks/promote.py            # fraud 1x and 50x, 2,000 nodes
     .venv/bin/python benchmarks/promote.py --quick    # tiny sizes, to check the script
+
+``benchmarks/run.py`` runs the same cases (each in a fresh process) for its report.
 
 Each case builds production, then three times: edits one node, plans and applies an
 environment, and promotes it (the edit alternates, so each promote changes
@@ -23,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -91,7 +94,8 @@ def copy_seconds(project: Project) -> float:
 
 def measure(
     name: str, project: Project, edit: Callable[[int], None], rounds: int
-) -> str:
+) -> dict[str, Any]:
+    """Promote ``rounds`` environments, each with one node changed; medians in ms."""
     edit(1)
     project.run(parallel=True)
     commits, calls = [], []
@@ -110,20 +114,38 @@ def measure(
         calls.append(time.perf_counter() - started)
         commits.append(result.seconds)
     assert result is not None
-    return (
-        f"| {name} | {result.linked:,} | {result.linked_bytes / 1e6:,.1f} | "
-        f"{statistics.median(commits) * 1000:.1f} | {statistics.median(calls) * 1000:.1f} | "
-        f"{copy_seconds(project) * 1000:.1f} |"
-    )
+    return {
+        "case": name,
+        "outputs": result.linked,
+        "mb": result.linked_bytes / 1e6,
+        "commit_ms": statistics.median(commits) * 1000,
+        "call_ms": statistics.median(calls) * 1000,
+        "copy_ms": copy_seconds(project) * 1000,
+        "commits_ms": [c * 1000 for c in commits],
+        "calls_ms": [c * 1000 for c in calls],
+    }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes")
-    args = parser.parse_args()
-    scales = (1, 2) if args.quick else (1, 50)
-    wide = 200 if args.quick else 2000
-    rounds = 3
+def run_case(kind: str, size: int, folder: Path, rounds: int) -> dict[str, Any]:
+    """Build one case in ``folder`` and measure it.
+
+    Args:
+        kind: ``fraud`` (``size`` is the scale) or ``wide`` (``size`` nodes).
+        size: the scale or the node count.
+        folder: scratch folder for the project.
+        rounds: promotes to measure.
+    """
+    if kind == "fraud":
+        project, edit = fraud_project(folder, size)
+        name = f"fraud example {size}x, txn_features changed"
+    else:
+        project, edit = wide_project(folder, size)
+        name = f"{size:,} nodes, one transform changed"
+    return measure(name, project, edit, rounds)
+
+
+def table(results: list[dict[str, Any]]) -> list[str]:
+    """The results as the rows of a Markdown table, with its heading."""
     lines = [
         (
             "| case | outputs linked | MB linked | promote, lock to commit (ms) | "
@@ -131,23 +153,27 @@ def main() -> None:
         ),
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    lines += [
+        f"| {r['case']} | {r['outputs']:,} | {r['mb']:,.1f} | {r['commit_ms']:.1f} | "
+        f"{r['call_ms']:.1f} | {r['copy_ms']:.1f} |"
+        for r in results
+    ]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes")
+    args = parser.parse_args()
+    cases = [("fraud", 1), ("fraud", 2), ("wide", 200)]
+    if not args.quick:
+        cases = [("fraud", 1), ("fraud", 50), ("wide", 2000)]
+    results = []
     with tempfile.TemporaryDirectory(prefix="seeknal-promote-") as folder:
-        for scale in scales:
-            project, edit = fraud_project(Path(folder), scale)
-            lines.append(
-                measure(
-                    f"fraud example {scale}x, txn_features changed",
-                    project,
-                    edit,
-                    rounds,
-                )
-            )
-            print(lines[-1], flush=True)
-        project, edit = wide_project(Path(folder), wide)
-        lines.append(
-            measure(f"{wide:,} nodes, one transform changed", project, edit, rounds)
-        )
-    print("\n".join(lines))
+        for kind, size in cases:
+            results.append(run_case(kind, size, Path(folder), rounds=3))
+            print(table(results)[-1], flush=True)
+    print("\n".join(table(results)))
 
 
 if __name__ == "__main__":

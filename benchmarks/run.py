@@ -21,7 +21,10 @@ Measures:
    in a plain loop;
 4. parse and plan of 5,000 nodes, and loading alone;
 5. a no-op incremental run as a whole ``python -m seeknal_jupyter run`` process,
-   beside the cost of starting Python and importing the package.
+   beside the cost of starting Python and importing the package;
+6. promoting an environment in which one node changed (``benchmarks/promote.py``):
+   the fraud example at 1x and 50x and a 2,000-node project, lock to commit and the
+   whole call, against copying the same outputs.
 
 The child side of each measurement is this same file run with ``--child NAME``.
 """
@@ -69,6 +72,12 @@ class Sizes:
     plan_nodes: int = 5000
     plan_repeats: int = 3
     noop_repeats: int = 9
+    promote_cases: tuple[tuple[str, int], ...] = (
+        ("fraud", 1),
+        ("fraud", 50),
+        ("wide", 2000),
+    )
+    promote_rounds: int = 3
 
 
 QUICK = Sizes(
@@ -82,6 +91,8 @@ QUICK = Sizes(
     plan_nodes=100,
     plan_repeats=1,
     noop_repeats=2,
+    promote_cases=(("fraud", 1), ("wide", 50)),
+    promote_rounds=1,
 )
 
 TARGETS = {
@@ -330,12 +341,22 @@ def _short(file: str) -> str:
     return file
 
 
+def child_promote(params: dict[str, Any]) -> dict[str, Any]:
+    """One case of ``benchmarks/promote.py``."""
+    from promote import run_case
+
+    return run_case(
+        params["kind"], params["size"], Path(params["folder"]), params["rounds"]
+    )
+
+
 CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "run": child_run,
     "raw_loop": child_raw_loop,
     "plan": child_plan,
     "plan_parts": child_plan_parts,
     "profile": child_profile,
+    "promote": child_promote,
 }
 
 
@@ -828,6 +849,29 @@ def measure_noop(work: Path, sizes: Sizes) -> dict[str, Any]:
     return result
 
 
+def measure_promote(work: Path, sizes: Sizes) -> list[dict[str, Any]]:
+    """Promotes of an environment with one changed node, per case (fresh processes)."""
+    cases = []
+    for kind, size in sizes.promote_cases:
+        folder = fresh(work / f"promote-{kind}-{size}")
+        run = spawn(
+            "promote",
+            kind=kind,
+            size=size,
+            folder=str(folder),
+            rounds=sizes.promote_rounds,
+        )
+        cases.append(run.result)
+        print(
+            f"promote, {run.result['case']}: lock to commit "
+            f"{run.result['commit_ms']:.1f} ms, call {run.result['call_ms']:.1f} ms, "
+            f"copying {run.result['copy_ms']:.1f} ms",
+            flush=True,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+    return cases
+
+
 def import_times(limit: int = 8) -> list[dict[str, Any]]:
     """The slowest packages the command line imports (``-X importtime``)."""
     done = subprocess.run(
@@ -992,6 +1036,19 @@ def verdicts(results: dict[str, Any]) -> list[Row]:
             noop["import_cli"],
         )
     )
+    for case in results.get("promote", []):
+        rows.append(
+            Row(
+                f"promote, {case['case']}: lock to commit / whole call "
+                "(PromoteResult.seconds / promote())",
+                f"{case['commit_ms']:.1f} ms / {case['call_ms']:.1f} ms "
+                f"({case['outputs']:,} outputs, {case['mb']:,.1f} MB linked; copying "
+                f"them {case['copy_ms']:.1f} ms)",
+                "(context)",
+                None,
+                case["commit_ms"],
+            )
+        )
     return rows
 
 
@@ -1187,6 +1244,14 @@ def markdown(results: dict[str, Any], rows: list[Row], quick: bool) -> str:
         f"{', '.join(f'{p:.2f}' for p in plan['plans'])}s; peak {plan['peak_rss_mb']:.0f} MB; "
         f"importing the package {plan['import']:.2f}s (not counted)."
     )
+    for case in results.get("promote", []):
+        lines.append(
+            f"- promote, {case['case']}: lock to commit "
+            f"{', '.join(f'{c:.1f}' for c in case['commits_ms'])} ms, whole call "
+            f"{', '.join(f'{c:.1f}' for c in case['calls_ms'])} ms (each a plan, apply "
+            "and promote of one changed node; production links every output)"
+            + (f"; {case['note']}." if case.get("note") else ".")
+        )
     noop = results["noop"]
     lines.append(
         f"- no-op run: walls {', '.join(f'{w:.3f}' for w in noop['walls'])}s; "
@@ -1268,6 +1333,7 @@ def main() -> None:
         results["trivial"] = measure_trivial(work, sizes)
         results["plan"] = measure_plan(work, sizes)
         results["noop"] = measure_noop(work, sizes)
+        results["promote"] = measure_promote(work, sizes)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

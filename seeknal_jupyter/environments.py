@@ -5,9 +5,13 @@ An environment is a mapping from node ids to snapshots (its state), like product
 It holds only the outputs its plan built; every other input is read from production's
 snapshot in place. Files under ``target/environments/<env>/``:
 
-- ``plan.json``: the saved plan (change classes, the project's fingerprints and the
-  state digest of every environment when it was made);
-- ``env.json``: when the environment was created, last used, applied and promoted;
+- ``plan.json``: the saved plan (change classes, the project's fingerprints and
+  definitions, and the state digest of every environment when it was made);
+- ``plan.pending.json``: a plan that a promote to this environment is giving it,
+  with the generation it belongs to: it is the plan only once that generation is
+  the current one (the next writer then renames it to ``plan.json``);
+- ``env.json``: when the environment was created, planned, applied and promoted;
+- ``accessed``: touched whenever its outputs are read (its "last accessed");
 - ``cache``: link to its current generation (see :mod:`seeknal_jupyter.store`);
 - ``exports/``: its exposure files (production's are never written).
 """
@@ -22,6 +26,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,11 +57,14 @@ from seeknal_jupyter.project import (
 from seeknal_jupyter.report import RunResult
 from seeknal_jupyter.sql import quote_ident, quote_literal
 from seeknal_jupyter.store import (
+    PLAN_FILE,
     PRODUCTION,
     Entry,
     State,
     Store,
+    display_name,
     fsync_file,
+    is_production,
     replace_atomically,
     temp_path_for,
     write_text_atomically,
@@ -64,8 +72,9 @@ from seeknal_jupyter.store import (
 
 log = logging.getLogger(__name__)
 
-PLAN_FILE = "plan.json"
+PENDING_PLAN_FILE = "plan.pending.json"
 ENV_FILE = "env.json"
+STALE_REASON = "production's output is out of date (its data changed)"
 PROMOTE_STEPS = (
     "locked",
     "checked",
@@ -95,19 +104,24 @@ CLASS_COLOURS = {
 
 
 def environment_name(env: str, *, production_allowed: bool = False) -> str:
-    """Check an environment name; production ("prod") only where it makes sense.
+    """Check an environment name; production only where it makes sense.
+
+    Production is named ``prod`` or ``production``; both give ``PRODUCTION``, and
+    no environment beside production can take either name.
 
     Raises:
         UsageError: the name is not an identifier, or is production where an
             environment beside production is needed.
     """
+    if is_production(env or ""):
+        if not production_allowed:
+            raise UsageError(
+                f"{env!r} is production: plan and apply changes in another "
+                "environment, then promote it to production"
+            )
+        return PRODUCTION
     if not NAME_PATTERN.match(env or ""):
         raise UsageError(f"environment name {env!r} is not allowed: use {NAME_RULE}")
-    if env == PRODUCTION and not production_allowed:
-        raise UsageError(
-            f"{PRODUCTION!r} is production; plan and apply changes in another "
-            "environment, then promote it"
-        )
     return env
 
 
@@ -123,14 +137,12 @@ def state_digest(state: State) -> str:
 
 def environments(store: Store) -> list[str]:
     """Names of the environments that exist beside production, sorted."""
-    folder = store.target / "environments"
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p.name
-        for p in folder.iterdir()
-        if p.is_dir() and ((p / PLAN_FILE).exists() or (p / "cache").is_symlink())
-    )
+    return store.environments()
+
+
+def _unknown_environment(store: Store, env: str) -> UsageError:
+    known = ", ".join(environments(store)) or "none"
+    return UsageError(f"no environment {env!r} (environments: {known})")
 
 
 def _digests(store: Store) -> dict[str, str]:
@@ -157,7 +169,11 @@ class EnvPlan:
     """A saved comparison of the project with production, for one environment.
 
     ``changes`` holds one entry per node: the project's nodes in topological order,
-    then production's nodes that the project no longer has.
+    then production's nodes that the project no longer has. ``stale`` holds, with
+    the reason, the nodes whose definition did not change but whose production
+    output is not that of the project now (its data changed): they run in the
+    environment too, so that everything it builds or reads from production is up
+    to date. ``records`` holds every node's definition when the plan was made.
     """
 
     env: str
@@ -169,14 +185,18 @@ class EnvPlan:
     layers: dict[str, int]
     production_nodes: int
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
-    stale: list[str] = field(default_factory=list)
+    stale: dict[str, str] = field(default_factory=dict)
+    plan_id: str = ""
     path: Path | None = None
     source: Project | None = field(default=None, repr=False, compare=False)
 
     @property
     def to_execute(self) -> list[str]:
-        """Nodes that applying the plan runs: changed, added and dependent ones."""
-        return [n for n, c in self.changes.items() if c.runs]
+        """Nodes that applying the plan runs: changed, added, dependent and stale."""
+        return [n for n, c in self.changes.items() if c.runs or n in self.stale]
+
+    def runs(self, node_id: str) -> bool:
+        return self.changes[node_id].runs or node_id in self.stale
 
     def of_class(self, change_class: ChangeClass) -> list[str]:
         return [n for n, c in self.changes.items() if c.change_class == change_class]
@@ -212,11 +232,15 @@ class EnvPlan:
             "changes": [c.to_json() for c in self.changes.values()],
             "records": self.records,
             "stale": self.stale,
+            "id": self.plan_id,
         }
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> EnvPlan:
         changes = [Change.from_json(c) for c in body["changes"]]
+        stale = body.get("stale", {})
+        if isinstance(stale, list):  # plans saved before stale nodes had reasons
+            stale = {node_id: STALE_REASON for node_id in stale}
         return cls(
             env=body["env"],
             project=body["project"],
@@ -227,7 +251,8 @@ class EnvPlan:
             layers=body["layers"],
             production_nodes=body["production_nodes"],
             records=body.get("records", {}),
-            stale=body.get("stale", []),
+            stale=dict(stale),
+            plan_id=body.get("id", ""),
         )
 
     def summary(self) -> str:
@@ -271,10 +296,9 @@ class EnvPlan:
             lines += [f"  - {self.changes[n].describe()}" for n in members]
         if self.stale:
             lines.append(
-                f"note: production's output of {len(self.stale)} unchanged node(s) "
-                f"is out of date (their data changed since production ran): "
-                f"{', '.join(self.stale)}; run production first for an exact picture"
+                f"Out of date in production, run here too ({len(self.stale)}):"
             )
+            lines += [f"  - {n} ({reason})" for n, reason in self.stale.items()]
         warning = self.warning()
         if warning:
             lines.append(warning)
@@ -292,12 +316,14 @@ class EnvPlan:
         rows = []
         for section in (*SECTION_ORDER, ChangeClass.UNCHANGED):
             for node_id in self.of_class(section):
-                change = self.changes[node_id]
+                reasons = list(self.changes[node_id].reasons)
+                if node_id in self.stale:
+                    reasons.append(self.stale[node_id])
                 rows.append(
                     f"<tr><td><code>{html.escape(node_id)}</code></td>"
                     f"<td style='color:{CLASS_COLOURS[section]};font-weight:bold'>"
-                    f"{section}</td><td>{'yes' if change.runs else ''}</td>"
-                    f"<td>{html.escape('; '.join(change.reasons))}</td></tr>"
+                    f"{section}</td><td>{'yes' if self.runs(node_id) else ''}</td>"
+                    f"<td>{html.escape('; '.join(reasons))}</td></tr>"
                 )
         return "".join(rows)
 
@@ -351,6 +377,43 @@ def plan_path(project: Project, env: str) -> Path:
     return project.store.env_folder(env) / PLAN_FILE
 
 
+def _pending_plan_path(store: Store, env: str) -> Path:
+    return store.env_folder(env) / PENDING_PLAN_FILE
+
+
+def stale_nodes(
+    dag: Dag, changes: dict[str, Change], fps: dict[str, str], production: State
+) -> dict[str, str]:
+    """Unchanged nodes whose production output is not the project's now, and why."""
+    return {
+        node_id: STALE_REASON
+        for node_id in dag.order
+        if not changes[node_id].runs
+        and node_id in production.entries
+        and production.entries[node_id].fingerprint != fps[node_id]
+    }
+
+
+def _compare(
+    project: Project, env: str, dag: Dag, fps: dict[str, str], production: State
+) -> EnvPlan:
+    changes = compare_with_production(dag, production)
+    return EnvPlan(
+        env=env,
+        project=project.name,
+        created=_now(),
+        changes=changes,
+        fingerprints=fps,
+        digests=_digests(project.store),
+        layers={n: dag.layer[n] for n in dag.order},
+        production_nodes=len(production.entries),
+        records={n: node_record(dag.nodes[n]) for n in dag.order},
+        stale=stale_nodes(dag, changes, fps, production),
+        plan_id=uuid.uuid4().hex,
+        source=project,
+    )
+
+
 def plan(project: Project, env: str) -> EnvPlan:
     """Compare the project with production and save the plan of ``env``.
 
@@ -371,55 +434,71 @@ def plan(project: Project, env: str) -> EnvPlan:
     fps = fingerprints(dag, project.root)
     store = project.store
     with store.writing(f"seeknal plan {env}"):
-        production = store.load_state(PRODUCTION)
-        changes = compare_with_production(dag, production)
-        result = EnvPlan(
-            env=env,
-            project=project.name,
-            created=_now(),
-            changes=changes,
-            fingerprints=fps,
-            digests=_digests(store),
-            layers={n: dag.layer[n] for n in dag.order},
-            production_nodes=len(production.entries),
-            records={
-                n: node_record(dag.nodes[n])
-                for n in dag.order
-                if changes[n].change_class == ChangeClass.METADATA
-            },
-            stale=[
-                n
-                for n in dag.order
-                if not changes[n].runs
-                and n in production.entries
-                and production.entries[n].fingerprint != fps[n]
-            ],
-        )
+        settle_plans(store)
+        result = _compare(project, env, dag, fps, store.load_state(PRODUCTION))
         path = plan_path(project, env)
         write_text_atomically(path, json.dumps(result.to_json(), indent=1))
         _record(store, env, planned_at=time.time())
     result.path = path.relative_to(project.root)
-    result.source = project
     return result
 
 
 def load_plan(project: Project, env: str) -> EnvPlan:
-    """The saved plan of ``env``.
+    """The saved plan of ``env``; for production, how the project compares now.
+
+    A plan that a promote is giving ``env`` counts once the promote has
+    committed, and not before.
 
     Raises:
         UsageError: the environment has no plan yet.
     """
-    path = plan_path(project, environment_name(env))
+    env = environment_name(env, production_allowed=True)
+    if env == PRODUCTION:
+        dag = project.dag()
+        fps = fingerprints(dag, project.root)
+        return _compare(project, env, dag, fps, project.store.load_state(PRODUCTION))
+    path = plan_path(project, env)
+    body = _pending_plan(project.store, env)
     try:
-        body = json.loads(path.read_text(encoding="utf-8"))
+        body = body or json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        known = ", ".join(environments(project.store)) or "none"
         raise UsageError(
-            f"environment {env!r} has no plan yet; make one with: seeknal plan {env}"
+            f"environment {env!r} has no plan yet (environments: {known}); "
+            f"make one with: seeknal plan {env}"
         ) from None
     result = EnvPlan.from_json(body)
     result.path = path.relative_to(project.root)
     result.source = project
     return result
+
+
+def _pending_plan(store: Store, env: str) -> dict[str, Any] | None:
+    """The plan a promote gave ``env``, if that promote has committed."""
+    try:
+        body = json.loads(_pending_plan_path(store, env).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    current = store.generation(env)
+    if current is None or body.get("generation") != current.name:
+        return None
+    plan_body: dict[str, Any] = body["plan"]
+    return plan_body
+
+
+def settle_plans(store: Store) -> None:
+    """Make each committed pending plan the saved plan; drop the others.
+
+    Call it holding the write lock, before reading or changing a plan.
+    """
+    for pending in sorted(store.target.glob(f"environments/*/{PENDING_PLAN_FILE}")):
+        env = pending.parent.name
+        body = _pending_plan(store, env)
+        if body is None:
+            pending.unlink(missing_ok=True)
+            continue
+        write_text_atomically(pending.with_name(PLAN_FILE), json.dumps(body, indent=1))
+        pending.unlink()
 
 
 def classify_node(project: Project, node_id: str) -> str:
@@ -458,7 +537,7 @@ def _read_record(store: Store, env: str) -> dict[str, Any]:
 
 
 def _record(store: Store, env: str, **events: Any) -> None:
-    """Note when ``env`` was planned, applied, promoted or used."""
+    """Note when ``env`` was planned, applied or promoted (hold the write lock)."""
     body = _read_record(store, env)
     now = time.time()
     body.setdefault("created", now)
@@ -505,22 +584,60 @@ class ApplyResult(RunResult):
 
 
 def _check_plan_current(
-    result: EnvPlan, fps: dict[str, str], store: Store, command: str
+    result: EnvPlan, dag: Dag, fps: dict[str, str], store: Store, command: str
 ) -> None:
-    differing = sorted(set(fps) ^ set(result.fingerprints)) or [
-        n for n in fps if fps[n] != result.fingerprints[n]
-    ]
+    """Refuse a plan the project or production no longer matches.
+
+    Any change since the plan counts, metadata (description, owner, tags)
+    included, so what a promote records is what the plan showed.
+    """
+    differing = _changed_since_plan(result, dag, fps)
     if differing:
+        first, what = differing[0]
         raise UsageError(
             f"the project changed since 'seeknal plan {result.env}' "
-            f"({len(differing)} node(s) differ, first {differing[0]}); re-plan with: "
-            f"seeknal plan {result.env}"
+            f"({len(differing)} node(s) differ, first {first}: {what}); re-plan "
+            f"with: seeknal plan {result.env}"
         )
     if state_digest(store.load_state(PRODUCTION)) != result.digests.get(PRODUCTION):
         raise UsageError(
             f"production changed since 'seeknal plan {result.env}'; re-plan with: "
             f"seeknal plan {result.env} before {command}"
         )
+
+
+def _changed_since_plan(
+    result: EnvPlan, dag: Dag, fps: dict[str, str]
+) -> list[tuple[str, str]]:
+    """Each node that differs from when the plan was made, with what changed."""
+    differing = []
+    for node_id in dag.order:
+        if node_id not in result.fingerprints:
+            differing.append((node_id, "added since the plan"))
+            continue
+        what = _what_changed(result, dag.nodes[node_id], fps[node_id])
+        if what:
+            differing.append((node_id, what))
+    differing += [
+        (n, "removed since the plan") for n in result.fingerprints if n not in fps
+    ]
+    return differing
+
+
+def _what_changed(result: EnvPlan, node: Node, fingerprint: str) -> str | None:
+    record = result.records.get(node.id)
+    current = node_record(node)
+    if record is not None and (record["spec"], record["inputs"]) != (
+        current["spec"],
+        current["inputs"],
+    ):
+        old = Definition.from_record(node.id, record["inputs"], record["spec"])
+        change = classify(old, Definition.from_node(node))
+        if change.change_class != ChangeClass.UNCHANGED:
+            return "; ".join(change.reasons) or str(change.change_class)
+    if fingerprint != result.fingerprints[node.id]:
+        return "its data or an input changed"
+    return None
 
 
 def _built(state: State, store: Store, node_id: str, fingerprint: str) -> bool:
@@ -545,11 +662,12 @@ def apply(
     tags: Iterable[str] = (),
     types: Iterable[str] = (),
     cancel: threading.Event | None = None,
-) -> ApplyResult | ExecutionPlan:
-    """Run the plan of ``env``: its changed and dependent nodes, beside production.
+) -> RunResult | ExecutionPlan:
+    """Run the plan of ``env``: its changed, dependent and stale nodes, beside production.
 
     Inputs the plan does not run are read from production's outputs in place;
-    exposure files go to ``target/environments/ENV/exports/``.
+    exposure files go to ``target/environments/ENV/exports/``. Production's name
+    (``prod`` or ``production``) runs production, as ``seeknal run`` does.
 
     Args:
         project: the project, unchanged since the plan was made.
@@ -566,14 +684,29 @@ def apply(
         cancel: set it to stop the run.
 
     Returns:
-        The run's result (an :class:`ExecutionPlan` with ``dry_run``).
+        The run's result (an :class:`ApplyResult`, or an :class:`ExecutionPlan`
+        with ``dry_run``).
 
     Raises:
         UsageError: no plan, or the project or production changed since the plan.
         RunFailed: some nodes failed or were cancelled.
         LockedError: another process is writing the project.
     """
-    env = environment_name(env)
+    env = environment_name(env, production_allowed=True)
+    options: dict[str, Any] = {
+        "parallel": parallel,
+        "max_workers": max_workers,
+        "full": full,
+        "nodes": nodes,
+        "tags": tags,
+        "types": types,
+    }
+    if env == PRODUCTION:
+        if dry_run:
+            return project.execution_plan(**options)
+        return project.run(
+            fail_fast=fail_fast, reporter=reporter, cancel=cancel, **options
+        )
     saved = load_plan(project, env)
     dag = project.dag()
     fps = fingerprints(dag, project.root)
@@ -583,20 +716,25 @@ def apply(
     workers = worker_count(parallel, max_workers)
     mode = "full" if full else "plan"
     if dry_run:
-        _check_plan_current(saved, fps, store, command)
-        split = _split(store, saved, dag, selected, fps, full)
+        _check_plan_current(saved, dag, fps, store, command)
+        split = _split(project, saved, dag, selected, fps, full)
+        store.touch(env)
         return ExecutionPlan(
             dag, split.to_run, split.kept + split.borrowed, workers, mode
         )
     with store.writing(command):
-        _check_plan_current(saved, fps, store, command)
-        split = _split(store, saved, dag, selected, fps, full)
+        settle_plans(store)
+        saved = load_plan(project, env)
+        _check_plan_current(saved, dag, fps, store, command)
+        split = _split(project, saved, dag, selected, fps, full)
         store.remove_partials()
-        collect_generations(store)
+        replaced = store.generation(env)
+        store.collect(keep=replaced)
         state = State(env, split.kept_entries, {"plan": saved.created})
         generation = store.new_generation(env)
         store.save_state(generation, state)
         store.point(env, generation)
+        read = State(env, {**split.production.entries, **split.kept_entries})
         result = ApplyResult(
             project.name,
             env,
@@ -608,7 +746,7 @@ def apply(
         )
         project._execute(
             dag,
-            fps,
+            project._as_read(dag, fps, split.to_run, read),
             env,
             generation,
             state,
@@ -620,10 +758,11 @@ def apply(
             fail_fast,
             mode,
             fallback=[split.production],
-            export_root=store.env_folder(env),
+            export_root=project._export_root(env),
             result=result,
         )
         _record(store, env, applied_at=time.time())
+        store.collect(keep=replaced)
     if not result.ok:
         raise RunFailed(result)
     return result
@@ -641,17 +780,23 @@ class _Split:
 
 
 def _split(
-    store: Store,
+    project: Project,
     saved: EnvPlan,
     dag: Dag,
     selected: list[str],
     fps: dict[str, str],
     full: bool,
 ) -> _Split:
+    store = project.store
     own = store.load_state(saved.env)
     production = store.load_state(PRODUCTION)
-    wanted = selected if full else [n for n in selected if saved.changes[n].runs]
-    kept = [n for n in wanted if not full and _built(own, store, n, fps[n])]
+    wanted = selected if full else [n for n in selected if saved.runs(n)]
+    export_root = project._export_root(saved.env)
+    kept = [
+        n
+        for n in wanted
+        if not full and project.is_fresh(dag.nodes[n], own, fps[n], export_root)
+    ]
     to_run = [n for n in wanted if n not in kept]
     borrowed = [
         n
@@ -659,32 +804,6 @@ def _split(
         if n not in to_run and n not in kept and n in production.entries
     ]
     return _Split(to_run, kept, {n: own.entries[n] for n in kept}, borrowed, production)
-
-
-def collect_generations(store: Store, keep: Path | None = None) -> int:
-    """Delete generation folders no environment points to; returns how many.
-
-    Call it holding the write lock: only writers make generations.
-
-    Args:
-        store: the project's store.
-        keep: a generation to leave for now (one just replaced, which a reader
-            may have opened a moment ago).
-    """
-    live = {
-        g
-        for g in (store.generation(e) for e in (PRODUCTION, *environments(store)))
-        if g
-    }
-    if keep is not None:
-        live.add(keep.resolve())
-    count = 0
-    folder = store.target / "gens"
-    for generation in folder.iterdir() if folder.is_dir() else ():
-        if generation.resolve() not in live:
-            shutil.rmtree(generation, ignore_errors=True)
-            count += 1
-    return count
 
 
 # ---------------------------------------------------------------- promote
@@ -707,13 +826,14 @@ class PromoteResult:
     exported: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
+        target = _named(self.target)
         return (
-            f"Promoted {self.source!r} to {self.target!r}: "
+            f"Promoted {self.source!r} to {target}: "
             f"{len(self.promoted)} output(s) from {self.source}, {self.kept} kept, "
             f"{len(self.removed)} removed, {len(self.relabelled)} definition(s) "
             f"updated without running. {self.linked} output(s) "
             f"({self.linked_bytes / 1e6:.1f} MB) linked, no data copied, in "
-            f"{self.seconds:.3f}s; {self.target} now points to {self.generation}"
+            f"{self.seconds:.3f}s; {target} now points to {self.generation}"
             + (
                 f"; exposure files written: {', '.join(self.exported)}"
                 if self.exported
@@ -722,33 +842,51 @@ class PromoteResult:
         )
 
     def __repr__(self) -> str:
-        return f"<PromoteResult {self.source} -> {self.target}: {len(self.promoted)} promoted>"
+        return (
+            f"<PromoteResult {self.source} -> {display_name(self.target)}: "
+            f"{len(self.promoted)} promoted>"
+        )
 
     def _repr_html_(self) -> str:
         return f"<p>{html.escape(str(self))}</p>"
 
 
+def _named(env: str) -> str:
+    """An environment as messages name it: production, or 'name'."""
+    return "production" if is_production(env) else repr(env)
+
+
 def _promoted_state(
     target: str, target_state: State, source_state: State, saved: EnvPlan
 ) -> State:
-    """Production keeps its entries and takes the source's; another target mirrors it."""
+    """Production keeps its entries and takes the source's; another target mirrors it.
+
+    Promoted entries carry no exposure-file record: the target's exposure files
+    are written after the commit, and recorded then.
+    """
     entries = dict(target_state.entries) if target == PRODUCTION else {}
     if target == PRODUCTION:
         for node_id in saved.of_class(ChangeClass.REMOVED):
             entries.pop(node_id, None)
-        for node_id, record in saved.records.items():
+        for node_id in saved.of_class(ChangeClass.METADATA):
             entry = entries.get(node_id)
-            if entry is not None and entry.fingerprint == saved.fingerprints.get(
-                node_id
+            record = saved.records.get(node_id)
+            if (
+                entry is not None
+                and record is not None
+                and entry.fingerprint == saved.fingerprints.get(node_id)
             ):
                 entries[node_id] = replace(entry, node=record)
-    entries.update(source_state.entries)
+    entries.update(
+        {n: replace(e, export=None) for n, e in source_state.entries.items()}
+    )
     unbuilt = target_state.info.get("definitions", {}) if target == PRODUCTION else {}
     info = {
         "definitions": {n: r for n, r in unbuilt.items() if n not in entries},
         "promoted_from": saved.env if target == PRODUCTION else source_state.env,
         "promoted_at": time.time(),
         "plan": saved.created,
+        "plan_id": saved.plan_id,
     }
     return State(target, entries, info)
 
@@ -764,33 +902,42 @@ def promote(
 
     A new generation of the target is made from hard links to existing snapshots
     (no data is copied), then one rename of the target's ``cache`` link commits it:
-    a crash at any moment leaves the target wholly old or wholly new.
+    a crash at any moment leaves the target wholly old or wholly new. The
+    target's exposure files are written after the commit and recorded in its
+    state; one a crash left old is written again by the next run.
 
     Args:
         project: the project.
         source_env: an applied environment.
-        target_env: production (default) or another environment, which then
-            mirrors the source (its plan included).
+        target_env: production (default; ``prod`` or ``production``) or another
+            environment, which then mirrors the source (its plan included).
         on_step: called with each name of ``PROMOTE_STEPS`` as it is reached.
 
     Returns:
         What was promoted and how long it took.
 
     Raises:
-        UsageError: the source is not applied, or the target changed since the
-            source's plan was made.
+        UsageError: the source is production, not applied or already promoted,
+            or the target changed since the source's plan was made.
         LockedError: another process (another promote) is writing the project.
     """
+    if is_production(source_env or ""):
+        raise UsageError(
+            f"{source_env!r} is production, which is promoted to, not from; "
+            "promote an environment: seeknal promote ENV [TO]"
+        )
     source = environment_name(source_env)
     target = environment_name(target_env, production_allowed=True)
     if source == target:
         raise UsageError(f"cannot promote {source!r} to itself")
     step = on_step or (lambda name: None)
     store = project.store
-    with store.writing(f"seeknal promote {source} {target}"):
+    with store.writing(f"seeknal promote {source} {display_name(target)}"):
         started = time.perf_counter()
         step("locked")
+        settle_plans(store)
         saved = load_plan(project, source)
+        _check_not_promoted(store, saved, target)
         target_state = store.load_state(target)
         _check_target_unchanged(saved, target, target_state)
         source_state = store.load_state(source)
@@ -815,19 +962,21 @@ def promote(
         step("linked")
         store.save_state(generation, state)
         if target != PRODUCTION:
-            _mirror_plan(project, saved, target, state)
+            _mirror_plan(project, saved, target, state, generation)
         step("state-written")
         replaced = store.generation(target)
         store.point(target, generation)
         seconds = time.perf_counter() - started
         step("pointed")
-        exported = _refresh_exports(project, source, target, source_state)
+        settle_plans(store)
+        exported = _refresh_exports(project, source_state, target, state)
+        store.save_state(generation, state)
         step("exported")
         _record(store, source, promoted_at=time.time(), promoted_to=target)
         if target != PRODUCTION:
             _record(store, target, planned_at=time.time(), applied_at=time.time())
         store.remove_partials()
-        collect_generations(store, keep=replaced)
+        store.collect(keep=replaced)
         step("recorded")
     return PromoteResult(
         source=source,
@@ -851,27 +1000,35 @@ def promote(
 
 
 def _refresh_exports(
-    project: Project, source: str, target: str, promoted: State
+    project: Project, source_state: State, target: str, state: State
 ) -> list[str]:
-    """Write the target's exposure files of the promoted nodes (after the commit).
+    """Write the target's exposure files that ``state`` has no record of.
 
-    The source's own exposure file is hard-linked when it exists; otherwise the
-    file is written from the snapshot. Each file is replaced atomically.
+    Called after the commit; each record goes into ``state`` (which the caller
+    saves). The source's own exposure file is hard-linked when it is the one
+    the source wrote; otherwise the file is written from the snapshot. Each file
+    is replaced atomically.
     """
     store = project.store
+    root = None if target == PRODUCTION else store.env_folder(target)
     written = []
-    for node_id, entry in sorted(promoted.entries.items()):
+    for node_id, entry in sorted(state.entries.items()):
         node = _recorded_node(node_id, entry.node)
-        if node is None or node.export is None:
+        if node is None or node.export is None or entry.export is not None:
             continue
-        root = None if target == PRODUCTION else store.env_folder(target)
         final = project._export_path(node, root)
-        own = project._export_path(node, store.env_folder(source))
+        own = project._export_path(node, store.env_folder(source_state.env))
         assert final is not None and own is not None
+        own_entry = source_state.entries.get(node_id)
+        reusable = (
+            own_entry is not None
+            and own_entry.snapshot == entry.snapshot
+            and own_entry.export == project.export_record(own)
+        )
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_path_for(final)
         try:
-            if own.exists():
+            if reusable:
                 os.link(own, tmp)
             else:
                 _copy_out(store.target / entry.snapshot, tmp, node.export[1])
@@ -879,6 +1036,7 @@ def _refresh_exports(
             replace_atomically(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
+        state.entries[node_id] = replace(entry, export=project.export_record(final))
         written.append(_relative(project, final))
     return written
 
@@ -903,22 +1061,59 @@ def _copy_out(snapshot: Path, path: Path, fmt: str) -> None:
         conn.close()
 
 
+def _promotion(
+    store: Store, env: str, saved: EnvPlan | None, states: dict[str, State]
+) -> tuple[str, float] | None:
+    """Where and when the current plan of ``env`` was promoted, if it was.
+
+    The environment's record says so once the promote finished; the target's
+    state says so from the moment it committed (a promote killed in between).
+    """
+    record = _read_record(store, env)
+    if record.get("promoted_at", -1) >= record.get("planned_at", 0):
+        return str(record.get("promoted_to", PRODUCTION)), float(record["promoted_at"])
+    if saved is None or not saved.plan_id:
+        return None
+    for target, state in states.items():
+        info = state.info
+        if info.get("promoted_from") == env and info.get("plan_id") == saved.plan_id:
+            return target, float(info.get("promoted_at", 0))
+    return None
+
+
+def _check_not_promoted(store: Store, saved: EnvPlan, target: str) -> None:
+    done = _promotion(store, saved.env, saved, {target: store.load_state(target)})
+    if done is not None and done[0] == target:
+        raise UsageError(
+            f"{saved.env!r} is already promoted to {_named(target)} (at "
+            f"{_stamp(done[1])}); to promote new changes, plan and apply it again: "
+            f"seeknal plan {saved.env}; seeknal run --env {saved.env}"
+        )
+
+
 def _check_target_unchanged(saved: EnvPlan, target: str, target_state: State) -> None:
     recorded = saved.digests.get(target, state_digest(State(target)))
     if state_digest(target_state) != recorded:
         raise UsageError(
-            f"{target!r} changed since 'seeknal plan {saved.env}' was made; re-plan "
-            f"and apply {saved.env} (seeknal plan {saved.env}; seeknal run --env "
-            f"{saved.env}) before promoting"
+            f"{_named(target)} changed since 'seeknal plan {saved.env}' was made; "
+            f"re-plan and apply {saved.env} (seeknal plan {saved.env}; seeknal run "
+            f"--env {saved.env}) before promoting"
         )
 
 
-def _mirror_plan(project: Project, saved: EnvPlan, target: str, state: State) -> None:
-    """Give the target the source's plan, as of the state it is about to get."""
+def _mirror_plan(
+    project: Project, saved: EnvPlan, target: str, state: State, generation: Path
+) -> None:
+    """Give the target the source's plan, as of the state it is about to get.
+
+    The plan is written as pending, naming ``generation``: readers take it only
+    once that generation is the target's current one (see :func:`load_plan`).
+    """
     mirrored = replace(saved, env=target, digests=dict(saved.digests))
     mirrored.digests[target] = state_digest(state)
+    body = {"generation": generation.name, "plan": mirrored.to_json()}
     write_text_atomically(
-        plan_path(project, target), json.dumps(mirrored.to_json(), indent=1)
+        _pending_plan_path(project.store, target), json.dumps(body, indent=1)
     )
 
 
@@ -963,7 +1158,8 @@ class EnvList:
                 r.name,
                 _stamp(r.created),
                 _stamp(r.last_accessed),
-                r.status + (f" to {r.promoted_to}" if r.promoted_to else ""),
+                r.status
+                + (f" to {display_name(r.promoted_to)}" if r.promoted_to else ""),
                 str(r.to_execute),
                 str(r.outputs),
             )
@@ -1009,12 +1205,13 @@ def _status(
     record: dict[str, Any],
     fps: dict[str, str] | None,
     production_digest: str,
+    promoted: bool,
 ) -> str:
     if saved is None:
         return "empty"
-    planned = record.get("planned_at", 0)
-    if record.get("promoted_at", -1) >= planned:
+    if promoted:
         return "promoted"
+    planned = record.get("planned_at", 0)
     changed = fps is not None and fps != saved.fingerprints
     if changed or production_digest != saved.digests.get(PRODUCTION):
         return "stale"
@@ -1039,30 +1236,33 @@ def list_environments(project: Project) -> EnvList:
             raise
         log.info("statuses ignore project changes: %s", error)
         fps = None
-    production = store.load_state(PRODUCTION)
-    digest = state_digest(production)
+    names = environments(store)
+    states = {env: store.load_state(env) for env in (PRODUCTION, *names)}
+    digest = state_digest(states[PRODUCTION])
     rows = []
-    for env in environments(store):
+    for env in names:
         try:
             saved: EnvPlan | None = load_plan(project, env)
         except UsageError:
             saved = None
         record = _read_record(store, env)
+        promotion = _promotion(store, env, saved, states)
+        accessed = [t for t in (record.get("last_accessed"), store.accessed(env)) if t]
         rows.append(
             EnvRow(
                 name=env,
                 created=record.get("created"),
-                last_accessed=record.get("last_accessed"),
-                status=_status(store, env, saved, record, fps, digest),
+                last_accessed=max(accessed) if accessed else None,
+                status=_status(
+                    store, env, saved, record, fps, digest, promotion is not None
+                ),
                 to_execute=len(saved.to_execute) if saved else 0,
-                outputs=len(store.load_state(env).entries),
-                promoted_to=record.get("promoted_to")
-                if record.get("promoted_at", -1) >= record.get("planned_at", 0)
-                else None,
+                outputs=len(states[env].entries),
+                promoted_to=promotion[0] if promotion else None,
             )
         )
     rows.sort(key=lambda r: (r.created or 0, r.name))
-    return EnvList(len(production.entries), rows)
+    return EnvList(len(states[PRODUCTION].entries), rows)
 
 
 @dataclass
@@ -1090,32 +1290,23 @@ def delete(project: Project, env: str) -> DeleteResult:
         UsageError: ``env`` is production or does not exist.
         LockedError: another process is writing the project.
     """
+    if is_production(env or ""):
+        raise UsageError(
+            f"{env!r} is production, which cannot be deleted; delete an "
+            "environment beside it"
+        )
     env = environment_name(env)
     store = project.store
     if env not in environments(store):
-        known = ", ".join(environments(store)) or "none"
-        raise UsageError(f"no environment {env!r} (environments: {known})")
+        raise _unknown_environment(store, env)
     with store.writing(f"seeknal env delete {env}"):
+        settle_plans(store)
         store.env_link(env).unlink(missing_ok=True)
         shutil.rmtree(store.env_folder(env))
-        generations = collect_generations(store)
-        snapshots, freed = _collect_snapshots(store)
-    return DeleteResult(env, generations, snapshots, freed)
-
-
-def _collect_snapshots(store: Store) -> tuple[int, int]:
-    live = {
-        (store.target / entry.snapshot).resolve()
-        for env in (PRODUCTION, *environments(store))
-        for entry in store.load_state(env).entries.values()
-    }
-    count = freed = 0
-    for path in (store.target / "snapshots").rglob("*.parquet"):
-        if path.resolve() not in live:
-            freed += path.stat().st_size
-            path.unlink()
-            count += 1
-    return count, freed
+        collected = store.collect()
+    return DeleteResult(
+        env, collected.generations, collected.snapshots, collected.freed_bytes
+    )
 
 
 # ---------------------------------------------------------------- diff
@@ -1215,17 +1406,24 @@ def diff(project: Project, node: str, env: str, limit: int = 10) -> NodeDiff:
         with a ``side`` column), compared on the columns both outputs share.
 
     Raises:
-        UsageError: neither side has an output for the node.
+        UsageError: ``env`` is production or no environment, or neither side has
+            an output for the node.
     """
-    env = environment_name(env)
-    node_id = project.dag().resolve(node)
     store = project.store
+    if is_production(env or ""):
+        raise UsageError(
+            f"diff compares an environment with production; name one of: "
+            f"{', '.join(environments(store)) or 'none (make one with: seeknal plan NAME)'}"
+        )
+    env = environment_name(env)
+    if env not in environments(store):
+        raise _unknown_environment(store, env)
+    node_id = project.dag().resolve(node)
     own = store.load_state(env).entries.get(node_id)
     production = store.load_state(PRODUCTION).entries.get(node_id)
     if own is None and production is None:
         raise UsageError(f"{node_id} has no output in {env!r} or in production yet")
-    if env in environments(store):
-        _record(store, env)
+    store.touch(env)
     env_path = store.target / own.snapshot if own else None
     prod_path = store.target / production.snapshot if production else None
     conn = duckdb.connect()

@@ -43,7 +43,15 @@ from seeknal_jupyter.fingerprint import definition, fingerprints
 from seeknal_jupyter.loader import LoadResult, Node, load_nodes
 from seeknal_jupyter.report import NodeResult, RunResult
 from seeknal_jupyter.sql import quote_ident, quote_literal
-from seeknal_jupyter.store import PRODUCTION, Entry, State, Store, write_text_atomically
+from seeknal_jupyter.store import (
+    PRODUCTION,
+    Entry,
+    State,
+    Store,
+    display_name,
+    is_production,
+    write_text_atomically,
+)
 from seeknal_jupyter.yamlfile import Mapping
 
 log = logging.getLogger(__name__)
@@ -265,11 +273,12 @@ class Project:
         types: Iterable[str] = (),
     ) -> ExecutionPlan:
         """What :meth:`run` would do with these options, without running anything."""
+        env = PRODUCTION if is_production(env) else env
         dag = self.dag()
         fps = fingerprints(dag, self.root)
         selected = dag.select(nodes, tags, types)
         state = self.store.load_state(env)
-        to_run, cached = self._split(dag, selected, fps, state, full)
+        to_run, cached = self._split(dag, selected, fps, state, full, env)
         workers = worker_count(parallel, max_workers)
         return ExecutionPlan(dag, to_run, cached, workers, _mode(full))
 
@@ -280,20 +289,53 @@ class Project:
         fps: dict[str, str],
         state: State,
         full: bool,
+        env: str,
     ) -> tuple[list[str], list[str]]:
         to_run: list[str] = []
         cached: list[str] = []
+        export_root = self._export_root(env)
         for node_id in selected:
-            entry = state.entries.get(node_id)
-            export = self._export_path(dag.nodes[node_id], None)
-            fresh = (
-                entry is not None
-                and entry.fingerprint == fps[node_id]
-                and (self.target / entry.snapshot).exists()
-                and (export is None or export.exists())
-            )
+            fresh = self.is_fresh(dag.nodes[node_id], state, fps[node_id], export_root)
             (cached if fresh and not full else to_run).append(node_id)
         return to_run, cached
+
+    def is_fresh(
+        self, node: Node, state: State, fingerprint: str, export_root: Path | None
+    ) -> bool:
+        """Whether ``state`` holds an output of ``node`` that a run may keep.
+
+        It must have this fingerprint, its snapshot must exist and, for an
+        exposure, the exposure file must be the one the state records writing
+        (same size and modification time), so a file left old by a crash or
+        edited by hand is written again.
+        """
+        entry = state.entries.get(node.id)
+        if entry is None or entry.fingerprint != fingerprint:
+            return False
+        if not (self.target / entry.snapshot).exists():
+            return False
+        export = self._export_path(node, export_root)
+        return export is None or entry.export == self.export_record(export)
+
+    def _export_root(self, env: str) -> Path | None:
+        """Where an environment's exposure files go (None: their own paths)."""
+        return None if env == PRODUCTION else self.store.env_folder(env)
+
+    def export_record(self, path: Path) -> dict[str, Any] | None:
+        """What a state entry records of an exposure file it wrote: path, size, time.
+
+        The path is relative to the project when inside it, so a copied or
+        moved project keeps its records. None when the file does not exist.
+        """
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        try:
+            shown = path.relative_to(self.root).as_posix()
+        except ValueError:
+            shown = str(path)
+        return {"path": shown, "size": info.st_size, "mtime_ns": info.st_mtime_ns}
 
     def run(
         self,
@@ -331,6 +373,7 @@ class Project:
             RunFailed: some nodes failed or were cancelled (after the summary).
             LockedError: another process is writing the project.
         """
+        env = PRODUCTION if is_production(env) else env
         dag = self.dag()
         fps = fingerprints(dag, self.root)
         selected = dag.select(nodes, tags, types)
@@ -339,7 +382,8 @@ class Project:
             self.store.remove_partials()
             generation = self.store.ensure_generation(env)
             state = self.store.load_state(env)
-            to_run, cached = self._split(dag, selected, fps, state, full)
+            replaced = [e.snapshot for e in state.entries.values()]
+            to_run, cached = self._split(dag, selected, fps, state, full, env)
             fps = self._as_read(dag, fps, to_run, state)
             result = self._execute(
                 dag,
@@ -355,7 +399,10 @@ class Project:
                 fail_fast,
                 _mode(full),
                 fallback=[],
+                export_root=self._export_root(env),
             )
+            if to_run:
+                self.store.collect(keep_snapshots=replaced)
         if not result.ok:
             raise RunFailed(result)
         return result
@@ -435,7 +482,7 @@ class Project:
                 dag.nodes[n],
                 fps[n],
                 dag.layer[n],
-                self.store.snapshot_path(n, fps[n]),
+                self.store.new_snapshot_path(n, fps[n]),
                 self.root,
                 self._export_path(dag.nodes[n], export_root),
             )
@@ -444,7 +491,7 @@ class Project:
         reporters.handle(
             RunStarted(
                 self.name,
-                env,
+                display_name(env),
                 mode,
                 workers,
                 dag.layers(),
@@ -480,6 +527,9 @@ class Project:
                 seconds=round(built.seconds, 4),
                 finished_at=time.time(),
                 node=node_record(task.node),
+                export=None
+                if task.export_path is None
+                else self.export_record(task.export_path),
             )
             saver.changed()
 
@@ -503,26 +553,54 @@ class Project:
         return result
 
     def _export_path(self, node: Node, export_root: Path | None) -> Path | None:
+        """Where a run writes an exposure's file; ``export_root`` for an environment.
+
+        Production writes the exposure's ``params.path`` (relative to the
+        project). An environment writes under ``<export_root>/exports/``: a path
+        inside the project at the same relative place (without a leading
+        ``target/exports/`` or ``target/``), one outside it under ``external/``
+        followed by its absolute path.
+
+        Raises:
+            UsageError: the mapped path would leave the environment's folder.
+        """
         if node.export is None:
             return None
-        relative = Path(node.export[0])
+        path = Path(os.path.normpath(self.root / node.export[0]))
         if export_root is None:
-            return relative if relative.is_absolute() else self.root / relative
-        inside = relative
-        if relative.is_absolute():
-            inside = relative.relative_to(relative.anchor)
-        if inside.parts[:1] == ("target",):
-            inside = Path(*inside.parts[1:])
-        return export_root / inside
+            return path
+        exports = export_root / "exports"
+        mapped = exports.joinpath(*_export_parts(path, self.root))
+        if mapped == exports or os.path.commonpath([mapped, exports]) != str(exports):
+            raise UsageError(
+                f"{node.id} ({node.location}): exposure path {node.export[0]!r} "
+                f"does not map to a file inside {exports}; give it a file path"
+            )
+        return mapped
 
     def output_path(self, node: str, env: str = PRODUCTION) -> Path:
-        """The Parquet file holding a node's current output in an environment."""
+        """The Parquet file holding a node's current output in an environment.
+
+        An environment without its own output of the node reads production's.
+        Reading notes the environment's "last accessed".
+
+        Raises:
+            UsageError: ``env`` is no environment, or neither it nor production
+                has an output of the node.
+        """
+        if is_production(env):
+            env = PRODUCTION
+        elif env not in self.store.environments():
+            known = ", ".join(self.store.environments()) or "none"
+            raise UsageError(f"no environment {env!r} (environments: {known})")
         node_id = self.dag().resolve(node)
+        self.store.touch(env)
         for state in _states(self.store, env):
             entry = state.entries.get(node_id)
             if entry is not None:
                 return self.target / entry.snapshot
-        raise UsageError(f"{node_id} has no output in {env!r} yet; run it first")
+        where = "production" if env == PRODUCTION else f"{env!r} or in production"
+        raise UsageError(f"{node_id} has no output in {where} yet; run it first")
 
     def show(self, node: str, env: str = PRODUCTION, limit: int | None = 20) -> Any:
         """A node's output as a pandas DataFrame (the first ``limit`` rows).
@@ -541,6 +619,19 @@ class Project:
             return conn.execute(query).df()
         finally:
             conn.close()
+
+
+def _export_parts(path: Path, root: Path) -> tuple[str, ...]:
+    """An exposure file's place under an environment's ``exports/`` folder."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return ("external", *path.relative_to(path.anchor).parts)
+    if parts[:2] == ("target", "exports"):
+        return parts[2:]
+    if parts[:1] == ("target",):
+        return parts[1:]
+    return parts
 
 
 def _states(store: Store, env: str) -> list[State]:

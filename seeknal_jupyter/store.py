@@ -2,8 +2,9 @@
 
 Layout under ``target/``:
 
-- ``snapshots/<kind>/<name>/<fingerprint>.parquet``: each output, written once,
-  atomically, and never changed;
+- ``snapshots/<kind>/<name>/<fingerprint>[-<suffix>].parquet``: each output, written
+  once, atomically, and never changed nor replaced (a rebuild of a fingerprint that
+  already has a snapshot gets a new file); deleted once no generation refers to it;
 - ``gens/<env>-<stamp>/``: one generation of an environment: ``state.json`` (which
   snapshot each node has, with rows, columns and the definition that made it) and
   ``<kind>/<name>.parquet`` hard links to those snapshots;
@@ -19,7 +20,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,20 @@ from seeknal_jupyter.errors import LockedError
 log = logging.getLogger(__name__)
 
 PRODUCTION = "prod"
+PRODUCTION_NAMES = (PRODUCTION, "production")
 TEMP_SUFFIX = ".partial"
+ACCESSED_FILE = "accessed"
+PLAN_FILE = "plan.json"
+
+
+def is_production(env: str) -> bool:
+    """Whether ``env`` names production (``prod`` or ``production``)."""
+    return env in PRODUCTION_NAMES
+
+
+def display_name(env: str) -> str:
+    """How messages name an environment: production is always "production"."""
+    return "production" if is_production(env) else env
 
 
 def fsync_file(path: Path) -> None:
@@ -79,6 +93,7 @@ class Entry:
     seconds: float
     finished_at: float
     node: dict[str, Any] = field(default_factory=dict)
+    export: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -119,14 +134,27 @@ class Store:
         kind, name = node_id.split(".", 1)
         return self.target / "snapshots" / kind / name / f"{fingerprint}.parquet"
 
+    def new_snapshot_path(self, node_id: str, fingerprint: str) -> Path:
+        """Where a new build of a node goes: never a file that already exists.
+
+        Snapshots are immutable (other environments may point to one), so a
+        rebuild of a fingerprint that has a snapshot gets a name of its own.
+        """
+        path = self.snapshot_path(node_id, fingerprint)
+        while os.path.lexists(path):
+            path = path.with_name(f"{fingerprint}-{uuid.uuid4().hex[:8]}.parquet")
+        return path
+
     def env_link(self, env: str) -> Path:
         """The ``cache`` link of an environment (production's is ``target/cache``)."""
-        if env == PRODUCTION:
+        if is_production(env):
             return self.target / "cache"
         return self.target / "environments" / env / "cache"
 
     def env_folder(self, env: str) -> Path:
-        return self.target if env == PRODUCTION else self.target / "environments" / env
+        if is_production(env):
+            return self.target
+        return self.target / "environments" / env
 
     def generation(self, env: str) -> Path | None:
         link = self.env_link(env)
@@ -180,6 +208,80 @@ class Store:
     def save_state(self, generation: Path, state: State) -> None:
         write_text_atomically(generation / "state.json", state.to_json())
 
+    def touch(self, env: str) -> None:
+        """Note that an environment's outputs were read (its "last accessed").
+
+        A file's modification time, so that readers need neither the lock nor a
+        read-modify-write of the environment's record.
+        """
+        folder = self.env_folder(env)
+        if is_production(env) or not folder.is_dir():
+            return
+        (folder / ACCESSED_FILE).touch()
+
+    def accessed(self, env: str) -> float | None:
+        """When :meth:`touch` last noted a read of the environment, if ever."""
+        try:
+            return (self.env_folder(env) / ACCESSED_FILE).stat().st_mtime
+        except OSError:
+            return None
+
+    def environments(self) -> list[str]:
+        """Names of the environments beside production (planned or built), sorted."""
+        folder = self.target / "environments"
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in folder.iterdir()
+            if p.is_dir()
+            and not is_production(p.name)
+            and ((p / PLAN_FILE).exists() or (p / "cache").is_symlink())
+        )
+
+    def live_generations(self) -> set[Path]:
+        """The generations that production and each environment point to."""
+        links = [self.env_link(PRODUCTION)]
+        links += sorted((self.target / "environments").glob("*/cache"))
+        return {link.resolve() for link in links if link.is_symlink()}
+
+    def collect(
+        self, keep: Path | None = None, keep_snapshots: Iterable[str] = ()
+    ) -> Collected:
+        """Delete generations and snapshots that nothing refers to any more.
+
+        Call it holding the write lock: only writers make generations and
+        snapshots. A snapshot is kept while the state of a generation that is
+        kept refers to it.
+
+        Args:
+            keep: a generation to leave for now (one just replaced, which a reader
+                may have opened a moment ago).
+            keep_snapshots: snapshots (relative to ``target/``) to leave for now,
+                such as those a run replaced in its generation.
+
+        Returns:
+            How many generations and snapshots were deleted, and the bytes freed.
+        """
+        live = self.live_generations()
+        if keep is not None:
+            live.add(keep.resolve())
+        collected = Collected()
+        folder = self.target / "gens"
+        for generation in sorted(folder.iterdir()) if folder.is_dir() else ():
+            if generation.resolve() not in live:
+                shutil.rmtree(generation, ignore_errors=True)
+                collected.generations += 1
+        used = {self.target / s for s in keep_snapshots}
+        for generation in live:
+            used.update(self.target / s for s in _state_snapshots(generation))
+        for path in (self.target / "snapshots").rglob("*.parquet"):
+            if path not in used:
+                collected.freed_bytes += path.stat().st_size
+                path.unlink()
+                collected.snapshots += 1
+        return collected
+
     def remove_partials(self) -> int:
         """Delete temporary files left by an interrupted write; returns how many."""
         count = 0
@@ -213,6 +315,23 @@ class Store:
         finally:
             holder.unlink(missing_ok=True)
             lock.release()
+
+
+@dataclass
+class Collected:
+    """What :meth:`Store.collect` deleted."""
+
+    generations: int = 0
+    snapshots: int = 0
+    freed_bytes: int = 0
+
+
+def _state_snapshots(generation: Path) -> list[str]:
+    try:
+        body = json.loads((generation / "state.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [entry["snapshot"] for entry in body.get("nodes", {}).values()]
 
 
 def _same_file(a: Path, b: Path) -> bool:

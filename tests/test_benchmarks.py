@@ -26,6 +26,8 @@ MEASURES = (
     "load + DAG of 100 nodes",
     "no-op incremental run",
     "start-up alone",
+    "promote, fraud example 1x, txn_features changed: lock to commit",
+    "promote, 50 nodes, one transform changed: lock to commit",
 )
 
 
@@ -77,3 +79,8 @@ def test_quick_run_measures_what_it_says(quick: tuple[Path, dict[str, Any]]) -> 
     assert report["trivial"]["nodes"] == 30
     assert report["plan"]["nodes"] == 100
     assert report["noop"]["all_cached"] is True
+    promotes = {case["case"]: case for case in report["promote"]}
+    fraud_promote = promotes["fraud example 1x, txn_features changed"]
+    assert fraud_promote["outputs"] == 15
+    assert 0 < fraud_promote["commit_ms"] <= fraud_promote["call_ms"]
+    assert promotes["50 nodes, one transform changed"]["outputs"] == 50

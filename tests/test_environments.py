@@ -6,6 +6,7 @@ rival run in real subprocesses, killed with SIGKILL.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ from seeknal_jupyter.environments import (
 )
 from seeknal_jupyter.errors import ProjectError, RunFailed, UsageError
 from seeknal_jupyter.examples import init_example
+from seeknal_jupyter.loader import Node
 from seeknal_jupyter.project import ExecutionPlan, Project
 from seeknal_jupyter.store import PRODUCTION, Store
 
@@ -320,7 +322,9 @@ def test_apply_dry_run_lists_the_plan_without_writing(project: Project) -> None:
     shown = environments.apply(project, "experiment", dry_run=True)
     assert isinstance(shown, ExecutionPlan)
     assert shown.to_run == [TXN, TRAINING] and len(shown.cached) == 13
-    assert files(project.target) == before
+    after = files(project.target)
+    assert set(after) - set(before) == {"environments/experiment/accessed"}
+    assert {k: v for k, v in after.items() if k in before} == before
 
 
 def test_apply_refuses_a_plan_the_project_no_longer_matches(project: Project) -> None:
@@ -483,7 +487,9 @@ def test_promote_refuses_when_the_target_changed_since_the_plan(
     applied(project, "second")
     path.write_text(text)
     environments.promote(project, "first")
-    with pytest.raises(UsageError, match="'prod' changed since 'seeknal plan second'"):
+    with pytest.raises(
+        UsageError, match="production changed since 'seeknal plan second'"
+    ):
         environments.promote(project, "second")
 
 
@@ -523,7 +529,11 @@ def test_promote_to_staging_then_to_production(project: Project) -> None:
 
 
 def promoting_child(
-    project: Project, source: str, pause_at: str, seconds: float = 120
+    project: Project,
+    source: str,
+    pause_at: str,
+    seconds: float = 120,
+    target: str = PRODUCTION,
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
@@ -532,7 +542,7 @@ def promoting_child(
             CHILD,
             str(project.root),
             source,
-            PRODUCTION,
+            target,
             pause_at,
             str(seconds),
         ],
@@ -552,6 +562,31 @@ def wait_for_step(child: subprocess.Popen[str], step: str) -> list[str]:
     raise AssertionError(f"child ended before {step}: {seen}, {child.stderr.read()}")
 
 
+def kill_promote_at(
+    project: Project, source: str, step: str, target: str = PRODUCTION
+) -> None:
+    child = promoting_child(project, source, step, target=target)
+    assert wait_for_step(child, step)[-1] == step
+    os.kill(child.pid, signal.SIGKILL)
+    assert child.wait(timeout=30) == -signal.SIGKILL
+
+
+def same_content(a: Path, b: Path) -> bool:
+    """Same columns in the same order and the same rows (as multisets)."""
+    if columns(a) != columns(b):
+        return False
+    differing = query(
+        f"SELECT (SELECT count(*) FROM (SELECT * FROM read_parquet('{a}') EXCEPT ALL "
+        f"SELECT * FROM read_parquet('{b}'))), (SELECT count(*) FROM (SELECT * FROM "
+        f"read_parquet('{b}') EXCEPT ALL SELECT * FROM read_parquet('{a}')))"
+    )
+    return differing == [(0, 0)]
+
+
+def after_step(step: str, reached: str) -> bool:
+    return PROMOTE_STEPS.index(step) >= PROMOTE_STEPS.index(reached)
+
+
 @pytest.mark.parametrize("step", PROMOTE_STEPS)
 def test_promote_killed_at_each_step_leaves_production_old_or_new(
     project: Project, step: str
@@ -560,26 +595,99 @@ def test_promote_killed_at_each_step_leaves_production_old_or_new(
     plan = applied(project, "experiment")
     old = check_production(project)
     new = {**old, TXN: plan.fingerprints[TXN], TRAINING: plan.fingerprints[TRAINING]}
+    export = project.root / PROD_EXPORT
+    cached_training = project.target / "cache/exposure/training_data.parquet"
 
-    child = promoting_child(project, "experiment", step)
-    assert wait_for_step(child, step)[-1] == step
-    os.kill(child.pid, signal.SIGKILL)
-    assert child.wait(timeout=30) == -signal.SIGKILL
+    kill_promote_at(project, "experiment", step)
 
     after = check_production(project)
-    committed = PROMOTE_STEPS.index(step) >= PROMOTE_STEPS.index("pointed")
+    committed = after_step(step, "pointed")
     assert after == (new if committed else old)
-    assert count(project.root / PROD_EXPORT) == 10_000
+    assert count(export) == 10_000
+    assert ("ip_reputation_score" in columns(export)) == after_step(step, "exported")
+    assert same_content(export, cached_training) == (step != "pointed")
+    listed = environments.list_environments(project).row("experiment")
+    assert (listed.status, listed.promoted_to) == (
+        ("promoted", PRODUCTION) if committed else ("applied", None)
+    )
     if committed:
+        healed = project.run()
+        executed = {n for n, s in healed.statuses().items() if s != "cached"}
+        assert executed == ({TRAINING} if step == "pointed" else set())
+        assert check_production(project).keys() == new.keys()
+        assert "ip_reputation_score" in columns(export)
+        assert same_content(export, cached_training)
         assert project.run().count("cached") == 15
-        with pytest.raises(UsageError, match="changed since"):
+        with pytest.raises(
+            UsageError, match="'experiment' is already promoted to production"
+        ):
             environments.promote(project, "experiment")
     else:
         finished = environments.promote(project, "experiment")
         assert check_production(project) == new
         assert finished.linked == 15
+        assert "ip_reputation_score" in columns(export)
+        assert same_content(export, cached_training)
+        assert project.run().count("cached") == 15
     assert not list(project.target.rglob("*.partial"))
     assert len(list((project.target / "gens").iterdir())) <= 3
+
+
+@pytest.mark.parametrize("step", PROMOTE_STEPS)
+def test_promote_to_staging_killed_at_each_step_leaves_staging_old_or_new(
+    project: Project, step: str
+) -> None:
+    remove_risk_feature(project)
+    staging_plan = applied(project, "staging")
+    staging_old = {
+        n: e.fingerprint for n, e in project.store.load_state("staging").entries.items()
+    }
+    (project.root / FEATURES_FILE).write_text(
+        (project.root / FEATURES_FILE).read_text() + RISK_FEATURE + NEW_FEATURE
+    )
+    dev_plan = applied(project, "dev")
+    dev = {n: e.fingerprint for n, e in project.store.load_state("dev").entries.items()}
+    assert staging_old.keys() == dev.keys() == {TXN, TRAINING}
+    assert staging_old[TXN] != dev[TXN]
+    production = check_production(project)
+
+    kill_promote_at(project, "dev", step, target="staging")
+
+    def staging() -> tuple[str, dict[str, str]]:
+        state = project.store.load_state("staging")
+        fps = {n: e.fingerprint for n, e in state.entries.items()}
+        return environments.load_plan(project, "staging").plan_id, fps
+
+    committed = after_step(step, "pointed")
+    expected = (
+        (dev_plan.plan_id, dev) if committed else (staging_plan.plan_id, staging_old)
+    )
+    assert staging() == expected
+    assert check_production(project) == production
+    environments.plan(project, "bystander")  # the next writer settles the plan
+    assert staging() == expected
+    assert not (project.target / "environments/staging/plan.pending.json").exists()
+    saved = json.loads((project.target / "environments/staging/plan.json").read_text())
+    assert saved["id"] == expected[0] and saved["env"] == "staging"
+    if committed:
+        assert environments.list_environments(project).row("dev").promoted_to == (
+            "staging"
+        )
+        with pytest.raises(UsageError, match="'dev' is already promoted to 'staging'"):
+            environments.promote(project, "dev", "staging")
+    else:
+        environments.promote(project, "dev", "staging")
+        assert staging() == (dev_plan.plan_id, dev)
+    again = environments.apply(project, "staging")
+    assert isinstance(again, ApplyResult)
+    assert again.count("success") == (1 if step == "pointed" else 0)
+    exported = project.target / "environments/staging/exports/training_data.parquet"
+    assert "ip_reputation_score" in columns(exported)
+    assert same_content(
+        exported,
+        project.target / "environments/staging/cache/exposure/training_data.parquet",
+    )
+    assert check_production(project) == production
 
 
 def test_two_promotes_at_once_have_exactly_one_winner(project: Project) -> None:
@@ -607,7 +715,7 @@ def test_two_promotes_at_once_have_exactly_one_winner(project: Project) -> None:
     assert holder.wait(timeout=60) == 0
     assert rival.returncode == cli.EXIT_USAGE
     assert "is being written by process" in rival.stderr
-    assert "seeknal promote first prod" in rival.stderr
+    assert "seeknal promote first production" in rival.stderr
     assert check_production(project)[TXN] == first.fingerprints[TXN]
     with pytest.raises(UsageError, match="changed since"):
         environments.promote(project, "second")
@@ -671,7 +779,7 @@ def test_list_shows_statuses_and_counts(project: Project) -> None:
     )
     environments.promote(project, "breaking-test")
     text = str(environments.list_environments(project))
-    assert "breaking-test" in text and "promoted to prod" in text
+    assert "breaking-test" in text and "promoted to production" in text
     assert "production holds 15 outputs" in text
     assert experiment.created is not None and experiment.last_accessed is not None
     done = subprocess.run(
@@ -813,3 +921,361 @@ def test_list_still_works_when_the_project_does_not_load(project: Project) -> No
     listing = environments.list_environments(project)
 
     assert listing.names() == ["experiment"]
+
+
+# ---------------------------------------------------------------- plan after a re-plan
+
+
+def test_apply_refuses_metadata_edits_made_after_the_plan(project: Project) -> None:
+    add_ip_feature(project)
+    environments.plan(project, "experiment")
+    edit(project, "owner: fraud-team", "owner: risk-team")
+    message = (
+        r"the project changed since 'seeknal plan experiment' \(1 node\(s\) differ, "
+        r"first feature_group.txn_features: owner changed\); re-plan with: "
+        r"seeknal plan experiment"
+    )
+    with pytest.raises(UsageError, match=message):
+        environments.apply(project, "experiment")
+    with pytest.raises(UsageError, match=message):
+        environments.apply(project, "experiment", dry_run=True)
+    assert not (project.target / "environments/experiment/cache").exists()
+    environments.plan(project, "experiment")
+    environments.apply(project, "experiment")
+    environments.promote(project, "experiment")
+    entry = project.store.load_state(PRODUCTION).entries[TXN]
+    assert entry.node["spec"]["owner"] == "risk-team"
+
+
+def test_formatting_only_edits_after_the_plan_are_no_change(project: Project) -> None:
+    add_ip_feature(project)
+    environments.plan(project, "experiment")
+    edit(project, "e.amount AS txn_amount,", "e.amount   AS txn_amount, -- the amount")
+    result = environments.apply(project, "experiment")
+    assert isinstance(result, ApplyResult) and result.count("success") == 2
+
+
+# ---------------------------------------------------------------- stale production
+
+
+def scale_amounts(project: Project, factor: int) -> float:
+    """Multiply every transaction amount in the CSV; returns the new total."""
+    csv = project.root / "data/transactions.csv"
+    scaled = csv.with_name("scaled.csv")
+    query(
+        f"COPY (SELECT * REPLACE (amount * {factor} AS amount) FROM read_csv('{csv}')) "
+        f"TO '{scaled}' (HEADER)"
+    )
+    scaled.replace(csv)
+    total = query(f"SELECT sum(amount) FROM read_csv('{csv}')")[0][0]
+    assert isinstance(total, float)
+    return total
+
+
+def txn_amount_total(path: Path) -> float:
+    total = query(f"SELECT sum(txn_amount) FROM read_parquet('{path}')")[0][0]
+    assert isinstance(total, float)
+    return total
+
+
+STALE = [
+    "source.transactions",
+    "transform.txn_enriched",
+    "transform.card_velocity",
+    "transform.alert_features",
+    "feature_group.user_risk",
+]
+
+
+def test_nodes_stale_in_production_run_in_the_environment(project: Project) -> None:
+    old_total = txn_amount_total(project.output_path("txn_features"))
+    total = scale_amounts(project, 10)
+    add_ip_feature(project)
+
+    plan = environments.plan(project, "experiment")
+
+    assert plan.stale == {n: environments.STALE_REASON for n in STALE}
+    assert {plan.classes()[n] for n in STALE} == {"UNCHANGED"}
+    assert plan.to_execute == [n for n in plan.changes if n in {*STALE, TXN, TRAINING}]
+    text = str(plan)
+    assert "Out of date in production, run here too (5):" in text
+    assert (
+        "  - source.transactions (production's output is out of date (its data "
+        "changed))" in text
+    )
+    assert "7 nodes to execute, 8 read from production; added 0, removed 0" in text
+    assert text.count("yes") == 0 and plan._repr_html_().count("<td>yes</td>") == 7
+
+    result = environments.apply(project, "experiment")
+    assert isinstance(result, ApplyResult)
+    assert {n for n, s in result.statuses().items() if s == "success"} == {
+        *STALE,
+        TXN,
+        TRAINING,
+    }
+    built = project.output_path("txn_features", "experiment")
+    assert txn_amount_total(built) == pytest.approx(total)
+    environments.promote(project, "experiment")
+
+    production = project.output_path("txn_features")
+    assert txn_amount_total(production) == pytest.approx(total)
+    assert txn_amount_total(production) == pytest.approx(10 * old_total)
+    after = project.run()
+    assert after.count("success") == 0 and after.count("cached") == 15
+    assert environments.plan(project, "next").to_execute == []
+
+
+def test_a_partial_apply_on_stale_inputs_does_not_pass_for_the_plan(
+    project: Project,
+) -> None:
+    scale_amounts(project, 10)
+    add_ip_feature(project)
+    plan = environments.plan(project, "partial")
+    result = environments.apply(project, "partial", nodes=["txn_features"])
+    assert isinstance(result, ApplyResult) and result.count("success") == 1
+    entry = project.store.load_state("partial").entries[TXN]
+    assert entry.fingerprint != plan.fingerprints[TXN]
+    with pytest.raises(UsageError, match="'partial' is not applied"):
+        environments.promote(project, "partial")
+
+
+# ---------------------------------------------------------------- exposure files
+
+
+def test_a_production_run_rewrites_an_exposure_file_that_is_not_the_one_it_wrote(
+    project: Project,
+) -> None:
+    export = project.root / PROD_EXPORT
+    cached = project.target / "cache/exposure/training_data.parquet"
+    record = project.store.load_state(PRODUCTION).entries[TRAINING].export
+    assert record is not None and record["path"] == PROD_EXPORT
+    assert record["size"] == export.stat().st_size
+    query(f"COPY (SELECT 1 AS stale) TO '{export}' (FORMAT parquet)")
+
+    healed = project.run()
+
+    assert {n for n, s in healed.statuses().items() if s != "cached"} == {TRAINING}
+    assert same_content(export, cached) and count(export) == 10_000
+    assert project.run().count("cached") == 15
+    export.unlink()
+    assert project.execution_plan().to_run == [TRAINING]
+
+
+@pytest.mark.parametrize(
+    ("path", "mapped"),
+    [
+        ("target/exports/training_data.parquet", "exports/training_data.parquet"),
+        ("target/../target/exports/t.parquet", "exports/t.parquet"),
+        ("target/other/t.parquet", "exports/other/t.parquet"),
+        ("data/out/t.csv", "exports/data/out/t.csv"),
+        ("exports/t.parquet", "exports/exports/t.parquet"),
+        ("../../exports/t.parquet", "exports/external/{outside}/exports/t.parquet"),
+        ("/srv/shared/t.parquet", "exports/external/srv/shared/t.parquet"),
+    ],
+)
+def test_environment_exposure_paths_stay_inside_the_environment(
+    tmp_path: Path, path: str, mapped: str
+) -> None:
+    root = tmp_path / "a" / "b" / "project"
+    root.mkdir(parents=True)
+    project = Project(root)
+    spec = {"type": "file", "params": {"path": path, "format": "parquet"}}
+    node = Node("exposure", "t", "seeknal/t.yml", 1, spec)
+    env_folder = project.target / "environments/dev"
+    outside = (tmp_path / "a").relative_to("/").as_posix()
+    expected = env_folder / mapped.format(outside=outside)
+    assert project._export_path(node, env_folder) == expected
+    assert project._export_path(node, None) == Path(os.path.normpath(root / path))
+
+
+def test_an_exposure_path_with_dots_does_not_reach_production_exports(
+    project: Project,
+) -> None:
+    export = project.root / PROD_EXPORT
+    before = hashlib.sha256(export.read_bytes()).hexdigest()
+    exposure = "seeknal/exposures/15_exposure_training_data.yml"
+    edit(
+        project,
+        "path: target/exports/training_data.parquet",
+        "path: ../../exports/training_data.parquet",
+        exposure,
+    )
+    edit(project, "    f.is_fraud\n", "    f.is_fraud, 42 AS marker\n", exposure)
+    environments.plan(project, "escape")
+
+    environments.apply(project, "escape")
+
+    assert hashlib.sha256(export.read_bytes()).hexdigest() == before
+    outside = Path(
+        os.path.normpath(project.root / "../../exports/training_data.parquet")
+    )
+    assert not outside.exists()
+    written = (
+        project.target
+        / "environments/escape/exports/external"
+        / outside.relative_to(outside.anchor)
+    )
+    assert columns(written)[-1] == "marker" and count(written) == 10_000
+
+
+# ---------------------------------------------------------------- snapshots
+
+
+RANDOM_NODES = """\
+kind: source
+name: base
+source: csv
+table: data/base.csv
+---
+kind: transform
+name: noisy
+inputs: [{ref: source.base}]
+transform: SELECT id, random() AS r FROM source.base
+"""
+
+
+@pytest.fixture()
+def random_project(tmp_path: Path) -> Project:
+    root = tmp_path / "noisy"
+    (root / "seeknal").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "data/base.csv").write_text("id\n" + "\n".join(map(str, range(50))) + "\n")
+    (root / "seeknal/nodes.yml").write_text(RANDOM_NODES)
+    project = Project(root)
+    project.run()
+    return project
+
+
+def values(path: Path) -> list[tuple[object, ...]]:
+    return query(f"SELECT id, r FROM read_parquet('{path}') ORDER BY id")
+
+
+def snapshot_files(project: Project) -> list[Path]:
+    return sorted((project.target / "snapshots").rglob("*.parquet"))
+
+
+def test_a_full_apply_never_changes_a_snapshot_production_uses(
+    random_project: Project,
+) -> None:
+    project = random_project
+    production = project.output_path("noisy")
+    identity = (production.stat().st_ino, production.stat().st_mtime_ns)
+    before = values(production)
+    environments.plan(project, "again")
+
+    result = environments.apply(project, "again", full=True)
+
+    assert isinstance(result, ApplyResult) and result.count("success") == 2
+    assert project.output_path("noisy") == production
+    assert (production.stat().st_ino, production.stat().st_mtime_ns) == identity
+    assert values(project.target / "cache/transform/noisy.parquet") == before
+    rebuilt = project.output_path("noisy", "again")
+    assert rebuilt != production and rebuilt.parent == production.parent
+    assert rebuilt.name.startswith(production.stem + "-")
+    assert values(rebuilt) != before
+    environments.promote(project, "again")
+    assert values(project.target / "cache/transform/noisy.parquet") == values(rebuilt)
+    assert project.run().count("cached") == 2
+
+
+def test_full_runs_keep_the_snapshot_count_bounded(random_project: Project) -> None:
+    project = random_project
+    counts = []
+    for _ in range(3):
+        project.run(full=True)
+        counts.append(len(snapshot_files(project)))
+    assert counts == [4, 4, 4]
+    live = {
+        project.target / e.snapshot
+        for e in project.store.load_state(PRODUCTION).entries.values()
+    }
+    assert live < set(snapshot_files(project))
+    environments.plan(project, "dev")
+    for _ in range(3):
+        environments.apply(project, "dev", full=True)
+    assert len(snapshot_files(project)) == 6  # current and replaced generation
+    environments.delete(project, "dev")
+    assert set(snapshot_files(project)) == live
+    assert project.run().count("cached") == 2
+
+
+# ---------------------------------------------------------------- production's name
+
+
+def test_production_answers_to_prod_and_production(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_ip_feature(project)
+    plan = applied(project, "dev")
+
+    result = environments.promote(project, "dev", "production")
+
+    assert result.target == PRODUCTION
+    assert str(result).startswith("Promoted 'dev' to production: 2 output(s)")
+    assert check_production(project)[TXN] == plan.fingerprints[TXN]
+    assert not (project.target / "environments/production").exists()
+    listing = environments.list_environments(project)
+    assert listing.names() == ["dev"]
+    assert "promoted to production" in str(listing)
+    for name in ("prod", "production"):
+        shown = project.show("txn_features", env=name, limit=3)
+        assert list(shown.columns)[-1] == "ip_reputation_score"
+        with pytest.raises(UsageError, match=f"'{name}' is production"):
+            environments.plan(project, name)
+        with pytest.raises(UsageError, match=f"'{name}' is production"):
+            environments.delete(project, name)
+        with pytest.raises(UsageError, match="diff compares an environment with"):
+            environments.diff(project, "txn_features", name)
+        with pytest.raises(UsageError, match=f"'{name}' is production"):
+            environments.promote(project, name, "dev")
+        classes = environments.load_plan(project, name).classes()
+        assert set(classes.values()) == {"UNCHANGED"}
+        assert cli.main(["run", "--env", name, "--project", str(project.root)]) == 0
+        assert "Run succeeded: 15 cached of 15 nodes" in capsys.readouterr().out
+    assert not (project.target / "environments/prod").exists()
+    assert not (project.target / "environments/production").exists()
+
+
+def test_promoting_twice_says_it_is_already_promoted(project: Project) -> None:
+    add_ip_feature(project)
+    applied(project, "experiment")
+    environments.promote(project, "experiment")
+    with pytest.raises(
+        UsageError,
+        match=r"'experiment' is already promoted to production \(at \d{4}-\d\d-\d\d ",
+    ):
+        environments.promote(project, "experiment")
+
+
+def test_reading_an_environment_notes_its_last_access(project: Project) -> None:
+    add_ip_feature(project)
+    applied(project, "experiment")
+    record = project.target / "environments/experiment/env.json"
+    body = json.loads(record.read_text())
+    record.write_text(json.dumps({**body, "last_accessed": 1_000_000_000.0}))
+
+    def accessed() -> float:
+        last = environments.list_environments(project).row("experiment").last_accessed
+        assert last is not None
+        return last
+
+    assert accessed() == 1_000_000_000.0
+    project.show("txn_features", env="experiment")
+    first = accessed()
+    assert first > 1_000_000_000.0
+    os.utime(project.target / "environments/experiment/accessed", (1e9, 1e9))
+    environments.apply(project, "experiment", dry_run=True)
+    assert accessed() > 1_000_000_000.0
+
+
+def test_unknown_environments_are_one_line_errors(project: Project) -> None:
+    add_ip_feature(project)
+    applied(project, "experiment")
+    for call in (
+        lambda: environments.diff(project, "txn_features", "nope"),
+        lambda: project.show("txn_features", env="nope"),
+        lambda: environments.delete(project, "nope"),
+    ):
+        with pytest.raises(UsageError) as raised:
+            call()
+        assert str(raised.value) == "no environment 'nope' (environments: experiment)"

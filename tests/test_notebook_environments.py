@@ -123,7 +123,7 @@ def test_feature_experimentation_notebook(tmp_path: Path, seeknal_kernel: str) -
 
     promoted = text(cell_outputs(notebook, "promoted = %seeknal promote"))
     assert promoted.startswith(
-        "Promoted 'experiment' to 'prod': 2 output(s) from experiment, 13 kept"
+        "Promoted 'experiment' to production: 2 output(s) from experiment, 13 kept"
     )
     assert "15 output(s)" in promoted and "no data copied" in promoted
 
@@ -141,7 +141,7 @@ def test_feature_experimentation_notebook(tmp_path: Path, seeknal_kernel: str) -
         for row in rows[1:]
     }
     assert statuses == {
-        "experiment": "promoted to prod",
+        "experiment": "promoted to production",
         "breaking-test": "stale",
         "check-after-promote": "planned",
     }
