@@ -75,6 +75,7 @@ class Task:
     snapshot: Path
     root: Path
     export_path: Path | None = None
+    columns: list[list[str]] | None = None
     inputs: dict[str, Path] = field(default_factory=dict)
 
     @property
@@ -179,11 +180,22 @@ def describe(conn: duckdb.DuckDBPyConnection, query: str) -> list[list[str]]:
     return [[r[0], r[1]] for r in conn.execute(f"DESCRIBE {query}").fetchall()]
 
 
-def source_query(conn: duckdb.DuckDBPyConnection, node: Node, root: Path) -> str:
-    """SELECT over a source's file with its declared schema applied, in order."""
+def source_query(
+    conn: duckdb.DuckDBPyConnection, node: Node, root: Path, checked: bool = False
+) -> str:
+    """SELECT over a source's file with its declared schema applied, in order.
+
+    Unless ``checked`` (the schema check already bound it), the file's columns are
+    read first to name any declared column it lacks.
+    """
     read = source_read(node, root)
     if not node.schema:
         return f"SELECT * FROM {read}"
+    columns = ", ".join(
+        f"CAST({quote_ident(c)} AS {t}) AS {quote_ident(c)}" for c, t in node.schema
+    )
+    if checked:
+        return f"SELECT {columns} FROM {read}"
     found = [c for c, _ in describe(conn, f"SELECT * FROM {read}")]
     missing = [c for c, _ in node.schema if c not in found]
     if missing:
@@ -191,9 +203,6 @@ def source_query(conn: duckdb.DuckDBPyConnection, node: Node, root: Path) -> str
             f"declared column(s) {', '.join(missing)} not in {node.spec['table']}; "
             f"the file has: {', '.join(found)}"
         )
-    columns = ", ".join(
-        f"CAST({quote_ident(c)} AS {t}) AS {quote_ident(c)}" for c, t in node.schema
-    )
     return f"SELECT {columns} FROM {read}"
 
 
@@ -204,23 +213,43 @@ def _body(node: Node) -> str:
     return f"SELECT * FROM {quote_ident(kind)}.{quote_ident(name)}"
 
 
-def node_query(conn: duckdb.DuckDBPyConnection, node: Node, root: Path) -> str:
-    """The SELECT that produces a node's output; inputs must already be visible."""
-    if node.kind == "source":
-        return source_query(conn, node, root)
-    body = _body(node)
-    if node.kind != "feature_group":
-        return body
+def _check_contract(
+    conn: duckdb.DuckDBPyConnection, node: Node, body: str, wanted: list[str]
+) -> None:
     produced = [c for c, _ in describe(conn, f"SELECT * FROM ({body}\n)")]
-    wanted = list(node.join_keys)
-    if node.event_time_col:
-        wanted.append(node.event_time_col)
     missing = [c for c in wanted + [f for f, _ in node.features] if c not in produced]
     if missing:
         raise NodeError(
             f"feature(s) or key(s) {', '.join(missing)} not in the SQL output; "
             f"it produced: {', '.join(produced)}"
         )
+
+
+def node_query(
+    conn: duckdb.DuckDBPyConnection, node: Node, root: Path, checked: bool = False
+) -> str:
+    """The SELECT that produces a node's output; inputs must already be visible.
+
+    Args:
+        conn: the connection the inputs are visible on.
+        node: the node.
+        root: the project folder (sources' paths are relative to it).
+        checked: the schema check already bound this node, so the columns its
+            SQL or file produces need not be read again to check the contract.
+
+    Raises:
+        NodeError: a declared column or feature is not produced.
+    """
+    if node.kind == "source":
+        return source_query(conn, node, root, checked)
+    body = _body(node)
+    if node.kind != "feature_group":
+        return body
+    wanted = list(node.join_keys)
+    if node.event_time_col:
+        wanted.append(node.event_time_col)
+    if not checked:
+        _check_contract(conn, node, body, wanted)
     features = [c for c, _ in node.features]
     keys = [c for c in wanted if c not in features]
     columns = [quote_ident(c) for c in keys] + [
@@ -284,15 +313,24 @@ WIDE_INTEGERS = ("HUGEINT", "UHUGEINT")
 
 
 def parquet_safe(
-    conn: duckdb.DuckDBPyConnection, query: str
+    conn: duckdb.DuckDBPyConnection,
+    query: str,
+    columns: list[list[str]] | None = None,
 ) -> tuple[str, list[list[str]]]:
     """The query with 128-bit integer columns cast to BIGINT, and its columns.
 
     DuckDB's Parquet writer stores HUGEINT (what SUM of integers returns) as DOUBLE,
     which loses precision silently; BIGINT keeps integers exact and fails loudly on
     the rare value that does not fit.
+
+    Args:
+        conn: the connection the query's inputs are visible on.
+        query: the node's SELECT.
+        columns: the query's columns when the schema check already bound it;
+            otherwise they are read with a DESCRIBE.
     """
-    columns = describe(conn, query)
+    if columns is None:
+        columns = describe(conn, query)
     wide = [c for c, t in columns if t in WIDE_INTEGERS]
     if not wide:
         return query, columns
@@ -313,7 +351,9 @@ def build(conn: duckdb.DuckDBPyConnection, task: Task) -> Built:
     task.snapshot.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(task.snapshot)
     try:
-        query, columns = parquet_safe(conn, node_query(conn, node, task.root))
+        checked = task.columns is not None
+        query = node_query(conn, node, task.root, checked)
+        query, columns = parquet_safe(conn, query, task.columns)
         rows = conn.execute(
             f"COPY ({query}\n) TO {quote_literal(str(tmp))} (FORMAT parquet)"
         ).fetchone()

@@ -476,7 +476,9 @@ class Project:
             for input_id in dag.nodes[node_id].inputs:
                 if input_id not in run_set:
                     input_path(input_id)
-        check_schemas(dag, to_run, input_path, self.root, fps, self._known_schemas())
+        checked = check_schemas(
+            dag, to_run, input_path, self.root, fps, self._known_schemas()
+        )
         tasks = {
             n: Task(
                 dag.nodes[n],
@@ -485,6 +487,7 @@ class Project:
                 self.store.new_snapshot_path(n, fps[n]),
                 self.root,
                 self._export_path(dag.nodes[n], export_root),
+                checked.get(fps[n]),
             )
             for n in to_run
         }
