@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shlex
+import shutil
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from seeknal_jupyter.errors import (
     LockedError,
@@ -20,8 +24,9 @@ from seeknal_jupyter.errors import (
 from seeknal_jupyter.events import Reporter
 from seeknal_jupyter.examples import EXAMPLES, init_example
 from seeknal_jupyter.project import Project
-from seeknal_jupyter.report import RunResult, TextReporter
+from seeknal_jupyter.report import RunResult, TextReporter, plural
 from seeknal_jupyter.sql import KINDS
+from seeknal_jupyter.store import PRODUCTION
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +86,14 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="most nodes at once (default: min(cpu_count, 8)); implies --parallel",
     )
-    parser.add_argument("--full", action="store_true", help="ignore cached outputs")
     parser.add_argument(
-        "--dry-run", action="store_true", help="print what would run; run nothing"
+        "--full", action="store_true", help="rebuild every node, ignoring the cache"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print, layer by layer, what would run and why, and what is cached; "
+        "run nothing",
     )
     parser.add_argument(
         "--show-plan",
@@ -91,24 +101,30 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="print the layers with each node's inputs; run nothing",
     )
     parser.add_argument(
-        "--fail-fast", action="store_true", help="start no node after a failure"
+        "--fail-fast",
+        action="store_true",
+        help="start no new node after the first failure",
     )
     parser.add_argument(
         "--nodes",
         type=_csv,
         default=[],
         metavar="A,B",
-        help="run these nodes; +name adds upstream, name+ adds downstream",
+        help="only these nodes; +name adds its upstream, name+ its downstream",
     )
     parser.add_argument(
-        "--tags", type=_csv, default=[], metavar="T", help="run nodes with these tags"
+        "--tags",
+        type=_csv,
+        default=[],
+        metavar="T",
+        help="only nodes with any of these tags",
     )
     parser.add_argument(
         "--types",
         type=_csv,
         default=[],
         metavar="KIND",
-        help=f"run nodes of these kinds ({', '.join(KINDS)})",
+        help=f"only nodes of these kinds ({', '.join(KINDS)})",
     )
 
 
@@ -128,23 +144,30 @@ def _add_environment_commands(commands: Any, common: ArgumentParser) -> None:
         "promote",
         parents=[common],
         help="make an environment's outputs production's (or TO's), atomically",
+        description="Make FROM's outputs TO's (production by default) in one "
+        "atomic step, copying no unchanged data.",
     )
     _add_promote_arguments(promote)
     env = commands.add_parser(
         "env",
         parents=[common],
         help="plan, apply, promote, list or delete environments",
+        description="Environments run a changed pipeline beside production.",
     )
     actions = env.add_subparsers(dest="env_command", metavar="ACTION")
     actions.required = True
     plan = actions.add_parser(
-        "plan", parents=[common], help="classify changes against production"
+        "plan",
+        parents=[common],
+        help="classify changes against production (same as 'seeknal plan ENV')",
     )
-    plan.add_argument("env", metavar="ENV")
+    plan.add_argument("env", metavar="ENV", help="the environment to plan")
     apply = actions.add_parser(
-        "apply", parents=[common], help="run the plan's nodes beside production"
+        "apply",
+        parents=[common],
+        help="run the plan's nodes beside production (same as 'seeknal run --env ENV')",
     )
-    apply.add_argument("env", metavar="ENV")
+    apply.add_argument("env", metavar="ENV", help="an environment with a plan")
     _add_run_options(apply)
     promote = actions.add_parser(
         "promote", parents=[common], help="same as 'seeknal promote'"
@@ -156,31 +179,65 @@ def _add_environment_commands(commands: Any, common: ArgumentParser) -> None:
     delete = actions.add_parser(
         "delete", parents=[common], help="remove an environment and unused outputs"
     )
-    delete.add_argument("env", metavar="ENV")
+    delete.add_argument("env", metavar="ENV", help="the environment to remove")
+
+
+VERBOSE_HELP = "log what the package does to stderr (-v: steps, -vv: details)"
+PROJECT_HELP = "project folder (default: the current folder, or the notebook's project)"
+
+
+def _option_parents() -> tuple[ArgumentParser, ArgumentParser]:
+    """The options every sub-command takes after its name: ``-v`` alone (for the
+    commands without a project) and ``-v`` with ``--project``.
+
+    They default to nothing, so that the same options given before the
+    sub-command's name are kept; ``-v`` after it counts apart and is added.
+    """
+    verbose = ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        dest="verbose_after",
+        default=argparse.SUPPRESS,
+        help=VERBOSE_HELP,
+    )
+    common = ArgumentParser(add_help=False, parents=[verbose])
+    common.add_argument(
+        "--project", metavar="PATH", default=argparse.SUPPRESS, help=PROJECT_HELP
+    )
+    return verbose, common
 
 
 def build_parser(notebook: bool = False) -> ArgumentParser:
     """The parser of every command; ``notebook`` adds the notebook-only ones."""
-    common = ArgumentParser(add_help=False)
-    common.add_argument(
-        "--project",
-        metavar="PATH",
-        help="project folder (default: the current folder, or the notebook's project)",
-    )
+    verbose, common = _option_parents()
     parser = ArgumentParser(
         prog="%seeknal" if notebook else "seeknal",
         description="Build and run DuckDB feature pipelines.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE_HELP)
+    parser.add_argument("--project", metavar="PATH", help=PROJECT_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
     init = commands.add_parser(
-        "init", parents=[common], help="write an example project"
+        "init",
+        parents=[verbose],
+        help="write an example project",
+        description="Write an example project, with its data, into DIR.",
     )
-    init.add_argument("--example", required=True, choices=sorted(EXAMPLES))
+    init.add_argument(
+        "--example", required=True, choices=sorted(EXAMPLES), help="which example"
+    )
     init.add_argument("dir", metavar="DIR", help="folder to write the project into")
-    init.add_argument("--scale", type=int, default=1, help="multiply the row counts")
+    init.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        metavar="N",
+        help="multiply the row counts (fraud-detection only)",
+    )
 
     for name in ("plan", "parse"):
         plan = commands.add_parser(
@@ -196,7 +253,11 @@ def build_parser(notebook: bool = False) -> ArgumentParser:
             help="environment to plan (saved in target/environments/ENV/plan.json)",
         )
 
-    run = commands.add_parser("run", parents=[common], help="run the pipeline")
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="run the nodes whose outputs are missing or out of date",
+    )
     _add_run_options(run)
     run.add_argument(
         "--env",
@@ -207,36 +268,69 @@ def build_parser(notebook: bool = False) -> ArgumentParser:
     _add_environment_commands(commands, common)
 
     show = commands.add_parser(
-        "show", parents=[common], help="print the first rows of a node's output"
+        "show",
+        parents=[common],
+        help="print the first rows of a node's output, or its columns",
+        description="Print the first rows of a node's output. A source that has "
+        "not run yet is previewed from its data file.",
     )
-    show.add_argument("node", metavar="NODE")
-    show.add_argument("--env", metavar="ENV", default="prod")
-    show.add_argument("--limit", type=_row_count, default=20, metavar="N")
+    show.add_argument("node", metavar="NODE", help="node id or unambiguous name")
+    show.add_argument(
+        "--env",
+        metavar="ENV",
+        help="read the output in this environment (default: production)",
+    )
+    show.add_argument(
+        "--limit",
+        type=_row_count,
+        default=20,
+        metavar="N",
+        help="rows to print (default: 20)",
+    )
+    show.add_argument(
+        "--schema",
+        action="store_true",
+        help="print the output's column names and types instead (nothing needs "
+        "to have run)",
+    )
 
-    dag = commands.add_parser("dag", parents=[common], help="draw the DAG")
-    dag.add_argument("--plan", metavar="ENV", dest="plan_env", help=argparse.SUPPRESS)
-    dag.add_argument(
-        "--output", metavar="FILE.svg", help="write the SVG here (command line)"
+    diff = commands.add_parser(
+        "diff",
+        parents=[common],
+        help="compare a node's output in ENV with production's",
     )
+    diff.add_argument("node", metavar="NODE", help="node id or unambiguous name")
+    diff.add_argument(
+        "--env", metavar="ENV", required=True, help="the environment to compare"
+    )
+    diff.add_argument(
+        "--limit",
+        type=_row_count,
+        default=10,
+        metavar="N",
+        help="differing rows to print per side (default: 10)",
+    )
+
+    dag = commands.add_parser(
+        "dag",
+        parents=[common],
+        help="draw the DAG",
+        description="Draw the DAG, one rank per layer: text in a terminal, SVG "
+        "inline in a notebook or to a file.",
+    )
+    dag.add_argument(
+        "--plan",
+        metavar="ENV",
+        dest="plan_env",
+        help="colour each node by its change class in ENV's plan",
+    )
+    dag.add_argument("--output", metavar="FILE.svg", help="write the SVG to this file")
 
     if notebook:
-        diff = commands.add_parser(
-            "diff",
-            parents=[common],
-            help="compare a node's output in ENV with production's",
-        )
-        diff.add_argument("node", metavar="NODE")
-        diff.add_argument("--env", metavar="ENV", required=True)
-        diff.add_argument(
-            "--limit",
-            type=_row_count,
-            default=10,
-            metavar="N",
-            help="sample rows per side",
-        )
-
         project = commands.add_parser(
-            "project", help="load the project the notebook works on"
+            "project",
+            parents=[verbose],
+            help="load the project the notebook works on",
         )
         project.add_argument(
             "path",
@@ -249,20 +343,71 @@ def build_parser(notebook: bool = False) -> ArgumentParser:
 
 
 def parse(argv: Sequence[str] | str, notebook: bool = False) -> argparse.Namespace:
-    """Parse a command line (a list, or one string split like a shell would)."""
+    """Parse a command line (a list, or one string split like a shell would).
+
+    ``--project`` and ``-v`` may come before or after the sub-command; ``verbose``
+    is how many ``-v`` were given in all.
+
+    Raises:
+        UsageError: the words do not parse (``ArgumentError``, with the parser).
+    """
     words = shlex.split(argv) if isinstance(argv, str) else list(argv)
-    return build_parser(notebook).parse_args(words)
+    parser = build_parser(notebook)
+    args = parser.parse_args(words)
+    args.verbose += vars(args).pop("verbose_after", 0)
+    if args.command in ("init", "project") and args.project is not None:
+        target = "DIR" if args.command == "init" else "PATH"
+        raise ArgumentError(
+            f"{parser.prog} {args.command}: --project does not apply; give the "
+            f"folder as {target}",
+            parser,
+        )
+    return args
 
 
 Handler = Callable[[argparse.Namespace, Project, Reporter | None], Any]
 
 
 def _init(args: argparse.Namespace, project: Project | None, _: Any) -> Any:
+    folder = Path(args.dir)
+    created = _first_missing(folder)
+    before = set(folder.iterdir()) if created is None else set()
     try:
-        folder = init_example(args.example, args.dir, args.scale)
+        made = init_example(args.example, folder, args.scale)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    return InitResult(args.example, folder)
+    except OSError as error:
+        _remove_new(folder, created, before)
+        reason = error.strerror or type(error).__name__
+        where = error.filename or folder
+        raise UsageError(
+            f"cannot write the {args.example} example to {folder}: {reason} "
+            f"({where}); choose a folder you can write to"
+        ) from None
+    return InitResult(args.example, made)
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder of ``folder``'s path that does not exist yet, if any."""
+    missing = None
+    for candidate in [folder, *folder.absolute().parents]:
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def _remove_new(folder: Path, created: Path | None, before: set[Path]) -> None:
+    """Remove what a failed ``init`` wrote: the folders it made, or the new
+    entries of a folder that existed."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    for entry in set(folder.iterdir()) - before:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 class InitResult:
@@ -303,7 +448,8 @@ def _run(args: argparse.Namespace, project: Project, reporter: Reporter | None) 
     if args.env:
         return _apply(args, project, reporter)
     if args.dry_run or args.show_plan:
-        return project.execution_plan(**options)
+        plan = project.execution_plan(**options)
+        return plan.layout() if args.show_plan else plan
     return project.run(
         fail_fast=args.fail_fast,
         reporter=reporter,
@@ -356,11 +502,19 @@ def _env(args: argparse.Namespace, project: Project, reporter: Reporter | None) 
 def _diff(args: argparse.Namespace, project: Project, _: Any) -> Any:
     from seeknal_jupyter import environments
 
-    return environments.diff(project, args.node, args.env, limit=args.limit)
+    env = project.environment(args.env)
+    return environments.diff(project, args.node, env, limit=args.limit)
 
 
 def _show(args: argparse.Namespace, project: Project, _: Any) -> Any:
-    return project.show(args.node, env=args.env, limit=args.limit)
+    if args.schema:
+        if args.env is not None:
+            raise UsageError(
+                "show --schema describes the node as the project defines it; "
+                "leave out --env"
+            )
+        return project.schema(args.node)
+    return project.show(args.node, env=args.env or PRODUCTION, limit=args.limit)
 
 
 def _dag(args: argparse.Namespace, project: Project, _: Any) -> Any:
@@ -403,7 +557,7 @@ class WroteFile:
         self.nodes = nodes
 
     def __str__(self) -> str:
-        return f"Wrote {self.path} ({self.nodes} node{'s' if self.nodes != 1 else ''})"
+        return f"Wrote {self.path} ({plural(self.nodes, 'node')})"
 
     def __repr__(self) -> str:
         return f"<WroteFile {self.path}>"
@@ -436,6 +590,67 @@ def dispatch(
     return handler(args, project, reporter)
 
 
+class _LogFormatter(logging.Formatter):
+    """``warning: ...`` for warnings; ``info module: ...`` for what ``-v`` adds."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = record.levelname.lower()
+        if record.levelno >= logging.WARNING:
+            return f"{level}: {record.getMessage()}"
+        return f"{level} {record.name}: {record.getMessage()}"
+
+
+@contextlib.contextmanager
+def package_logging(verbose: int, stream: TextIO | None = None) -> Iterator[None]:
+    """Send the package's log to stderr: warnings, and with ``-v`` INFO, ``-vv``
+    DEBUG. Only the package's own loggers are touched."""
+    logger = logging.getLogger("seeknal_jupyter")
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(_LogFormatter())
+    level = logging.WARNING if verbose <= 0 else logging.INFO
+    if verbose >= 2:
+        level = logging.DEBUG
+    previous = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous[0])
+        logger.propagate = previous[1]
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt(cancel: threading.Event) -> Iterator[None]:
+    """While a run goes on, the first Ctrl-C sets ``cancel``: no new node starts,
+    running queries are interrupted, state stays consistent and the summary is
+    printed. A second Ctrl-C aborts at once."""
+
+    def handle(signum: int, frame: Any) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print(
+            "Stopping: no new node starts and running queries are interrupted "
+            "(Ctrl-C again to abort at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _is_run(args: argparse.Namespace) -> bool:
+    running = args.command == "run" or getattr(args, "env_command", None) == "apply"
+    return running and not (args.dry_run or args.show_plan)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``seeknal`` command; returns the exit status."""
     words = list(sys.argv[1:] if argv is None else argv)
@@ -446,18 +661,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    with package_logging(args.verbose):
+        return _carry_out(args)
+
+
+def _carry_out(args: argparse.Namespace) -> int:
+    """Dispatch a parsed command line, print its result, and give the exit status.
+
+    A run prints its own progress and summary, so only its exit status is added.
+    """
+    cancel = threading.Event()
+    reporter = TextReporter(cancel=cancel)
     try:
-        result = dispatch(args, None, TextReporter())
-    except RunFailed as failure:
-        if failure.result.count("cancelled"):
-            print("Run cancelled; the next run resumes.", file=sys.stderr)
-            return EXIT_CANCELLED
-        print(f"error: {failure.result.headline()}", file=sys.stderr)
-        return EXIT_FAILED
+        if _is_run(args):
+            with _stop_on_interrupt(cancel):
+                result = dispatch(args, None, reporter)
+        else:
+            result = dispatch(args, None, reporter)
+    except RunFailed:
+        return _interrupted() if cancel.is_set() else EXIT_FAILED
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return EXIT_CANCELLED
@@ -469,7 +691,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     if result is not None and not isinstance(result, RunResult):
         print(result)
-    return EXIT_OK
+    return _interrupted() if cancel.is_set() else EXIT_OK
+
+
+def _interrupted() -> int:
+    print(
+        "Interrupted: what finished is kept; the next run resumes from there.",
+        file=sys.stderr,
+    )
+    return EXIT_CANCELLED
 
 
 if __name__ == "__main__":

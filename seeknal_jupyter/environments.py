@@ -54,7 +54,7 @@ from seeknal_jupyter.project import (
     node_record,
     worker_count,
 )
-from seeknal_jupyter.report import RunResult
+from seeknal_jupyter.report import RunResult, plural
 from seeknal_jupyter.sql import quote_ident, quote_literal
 from seeknal_jupyter.store import (
     PLAN_FILE,
@@ -283,8 +283,9 @@ class EnvPlan:
                 f"{self.created})"
             ),
             (
-                f"Compared with production: {self.production_nodes} recorded nodes; "
-                f"project: {self.project_nodes} nodes"
+                "Compared with production: "
+                f"{plural(self.production_nodes, 'recorded node')}; "
+                f"project: {plural(self.project_nodes, 'node')}"
             ),
         ]
         changed = [s for s in SECTION_ORDER if self.of_class(s)]
@@ -405,7 +406,7 @@ def _compare(
         changes=changes,
         fingerprints=fps,
         digests=_digests(project.store),
-        layers={n: dag.layer[n] for n in dag.order},
+        layers={n: dag.layer[n] + 1 for n in dag.order},
         production_nodes=len(production.entries),
         records={n: node_record(dag.nodes[n]) for n in dag.order},
         stale=stale_nodes(dag, changes, fps, production),
@@ -517,7 +518,7 @@ def classify_node(project: Project, node_id: str) -> str:
     line = f"{node_id} against production: {change.change_class} ({'; '.join(change.reasons)})"
     downstream = dag.downstream_of([node_id]) if change.runs else set()
     if downstream:
-        line += f"; {len(downstream)} downstream node(s) would run as DEPENDENT"
+        line += f"; {plural(len(downstream), 'downstream node')} would run as DEPENDENT"
     return line
 
 
@@ -564,22 +565,17 @@ class ApplyResult(RunResult):
                 result.append(("from production", str(len(self.from_production))))
         return result
 
-    def headline(self) -> str:
-        verdict = "applied" if self.ok else "FAILED"
-        parts = [f"{self.count('success')} executed"]
+    def cached_parts(self) -> list[str]:
         here = self.count("cached") - len(self.from_production)
-        if here:
-            parts.append(f"{here} cached here")
-        parts.append(f"{len(self.from_production)} cached (from production)")
-        parts += [
-            f"{self.count(s)} {s}"
-            for s in ("failed", "skipped", "cancelled")
-            if self.count(s)
-        ]
+        parts = [f"{here} cached here"] if here else []
+        return [*parts, f"{len(self.from_production)} cached (from production)"]
+
+    def headline(self) -> str:
+        verdict = "applied" if self.ok else self.verdict
         return (
-            f"Environment {self.env!r} {verdict}: {', '.join(parts)} of "
-            f"{len(self.nodes)} nodes in {self.wall_seconds:.2f}s; outputs in "
-            f"{self.outputs}"
+            f"Environment {self.env!r} {verdict}: {', '.join(self.count_parts())} "
+            f"of {plural(len(self.nodes), 'node')} in {self.wall_seconds:.2f}s; "
+            f"outputs in {self.outputs}"
         )
 
 
@@ -596,8 +592,8 @@ def _check_plan_current(
         first, what = differing[0]
         raise UsageError(
             f"the project changed since 'seeknal plan {result.env}' "
-            f"({len(differing)} node(s) differ, first {first}: {what}); re-plan "
-            f"with: seeknal plan {result.env}"
+            f"({plural(len(differing), 'node')} changed, first {first}: {what}); "
+            f"re-plan with: seeknal plan {result.env}"
         )
     if state_digest(store.load_state(PRODUCTION)) != result.digests.get(PRODUCTION):
         raise UsageError(
@@ -948,7 +944,8 @@ def promote(
         ]
         if missing:
             raise UsageError(
-                f"{source!r} is not applied ({len(missing)} planned node(s) not built, "
+                f"{source!r} is not applied "
+                f"({plural(len(missing), 'planned node')} not built, "
                 f"first {missing[0]}); run: seeknal run --env {source}"
             )
         step("checked")

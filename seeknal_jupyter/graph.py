@@ -45,7 +45,7 @@ def picture(
         title, mode = f"{project.name}: {result.headline()}", "status"
     else:
         nodes = kind_nodes(dag)
-        title, mode = f"{project.name}: {len(dag.nodes)} nodes", "kind"
+        title, mode = project.name, "kind"
     return draw(nodes, title=title, mode=mode, max_nodes=max_nodes, engine=engine)
 
 

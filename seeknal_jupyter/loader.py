@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from seeknal_jupyter.errors import Problem, ProjectError
+from seeknal_jupyter.report import plural
 from seeknal_jupyter.sql import KINDS, referenced_nodes
 from seeknal_jupyter.yamlfile import Mapping, read_yaml
 
@@ -457,20 +458,61 @@ def _suggest(ref: str, ids: Iterable[str]) -> str:
     return f"did you mean {close[0]!r}?" if close else "check the node id (kind.name)"
 
 
-def _link(
+def sql_file_line(spec: Any, sql: str, line_in_sql: int) -> int | None:
+    """The file line of line ``line_in_sql`` (from 1) of a node's SQL as it runs.
+
+    The SQL runs stripped of leading blank lines, so they are counted back in.
+    None when the YAML does not keep the SQL's lines as the file's (see
+    :meth:`Mapping.text_line`).
+    """
+    start = spec.text_line("transform") if isinstance(spec, Mapping) else None
+    if start is None:
+        return None
+    leading = sql[: len(sql) - len(sql.lstrip())].count("\n")
+    return start + leading + line_in_sql - 1
+
+
+def _line_naming(draft: _Draft, word: str) -> int:
+    """The file line of the first SQL line naming ``word``, else the transform's."""
+    sql = draft.sql or ""
+    pattern = _word(word)
+    for number, text in enumerate(sql.strip().splitlines(), start=1):
+        if pattern.search(text):
+            line = sql_file_line(draft.doc, sql, number)
+            if line is not None:
+                return line
+            break
+    return draft.doc.line_of("transform")
+
+
+def _reads(sql: str, input_id: str) -> bool:
+    """Whether the SQL may read ``input_id``: it names it, as kind.name or bare.
+
+    A name that appears nowhere in the text cannot be read, so False is certain;
+    True may come from a comment or a column of the same name.
+    """
+    return _word(input_id.split(".", 1)[1]).search(sql) is not None
+
+
+def _word(word: str) -> re.Pattern[str]:
+    """``word`` as a whole identifier, in any case (as SQL reads names)."""
+    return re.compile(
+        rf"(?<![A-Za-z0-9_]){re.escape(word)}(?![A-Za-z0-9_])", re.IGNORECASE
+    )
+
+
+def _declared_inputs(
     draft: _Draft,
     ids: set[str],
     by_name: dict[str, list[str]],
     problems: list[Problem],
-    complete: bool = True,
-) -> tuple[str, ...]:
-    """The node's input ids, from its ``inputs`` and the nodes its SQL reads.
-
-    With ``complete`` False some file could not be read, so an unknown id may be
-    defined there: it is not reported (the file's own problem is).
-    """
+    warnings: list[Problem],
+    complete: bool,
+) -> list[str]:
+    """The ids of the node's ``inputs`` list; a repeated one is a warning."""
     node_id = f"{draft.kind}.{draft.name}"
     inputs: list[str] = []
+    first_line: dict[str, int] = {}
     for ref, line in draft.refs:
         target = _resolve(ref, ids, by_name)
         if target == node_id:
@@ -484,28 +526,69 @@ def _link(
                 )
             )
         elif target is None:
-            if not complete:
-                continue
-            problems.append(
+            if complete:
+                problems.append(
+                    Problem(
+                        f"unknown input {ref!r}",
+                        draft.file,
+                        line,
+                        node_id,
+                        _suggest(ref, ids),
+                    )
+                )
+        elif target in first_line:
+            warnings.append(
                 Problem(
-                    f"unknown input {ref!r}",
+                    f"input {target} is listed twice in 'inputs', first on line "
+                    f"{first_line[target]}",
                     draft.file,
                     line,
                     node_id,
-                    _suggest(ref, ids),
+                    "remove one of them",
                 )
             )
-        elif target not in inputs:
+        else:
+            first_line[target] = line
             inputs.append(target)
     if draft.sql:
-        sql_line = draft.doc.line_of("transform")
+        for target in inputs:
+            if not _reads(draft.sql, target):
+                warnings.append(
+                    Problem(
+                        f"input {target} is declared but not read by the SQL",
+                        draft.file,
+                        first_line[target],
+                        node_id,
+                        f"read it in the SQL as {target}, or remove it from 'inputs'",
+                    )
+                )
+    return inputs
+
+
+def _link(
+    draft: _Draft,
+    ids: set[str],
+    by_name: dict[str, list[str]],
+    problems: list[Problem],
+    warnings: list[Problem],
+    complete: bool = True,
+) -> tuple[str, ...]:
+    """The node's input ids: its ``inputs`` list, then the nodes its SQL reads
+    as ``kind.name`` that the list does not hold.
+
+    With ``complete`` False some file could not be read, so an unknown id may be
+    defined there: it is not reported (the file's own problem is).
+    """
+    node_id = f"{draft.kind}.{draft.name}"
+    inputs = _declared_inputs(draft, ids, by_name, problems, warnings, complete)
+    if draft.sql:
         for ref in referenced_nodes(draft.sql):
             if ref == node_id:
                 problems.append(
                     Problem(
                         f"{node_id} reads itself in its SQL",
                         draft.file,
-                        sql_line,
+                        _line_naming(draft, ref.split(".", 1)[1]),
                         node_id,
                         "a node cannot read its own output",
                     )
@@ -517,7 +600,7 @@ def _link(
                     Problem(
                         f"SQL reads {ref!r}, which is not a node",
                         draft.file,
-                        sql_line,
+                        _line_naming(draft, ref.split(".", 1)[1]),
                         node_id,
                         _suggest(ref, ids),
                     )
@@ -590,7 +673,7 @@ def build_nodes(
         by_name.setdefault(node_id.split(".", 1)[1], []).append(node_id)
     nodes: dict[str, Node] = {}
     for draft, extra in drafts:
-        inputs = _link(draft, ids, by_name, problems, complete)
+        inputs = _link(draft, ids, by_name, problems, warnings, complete)
         node = Node(
             kind=draft.kind,
             name=draft.name,
@@ -636,4 +719,12 @@ def load_nodes(root: Path, cells: Iterable[tuple[Mapping, str]] = ()) -> LoadRes
         raise ProjectError(problems)
     for warning in warnings:
         log.warning("%s", warning)
+    files = len({file for _, file in file_docs})
+    log.info(
+        "loaded %s from %s under %s%s",
+        plural(len(nodes), "node"),
+        plural(files, "file"),
+        root / "seeknal",
+        f" and {plural(len(cell_docs), 'notebook cell')}" if cell_docs else "",
+    )
     return LoadResult(nodes, warnings)

@@ -31,7 +31,7 @@ from seeknal_jupyter.fingerprint import definition
 from seeknal_jupyter.loader import FIELDS, NOTED_FIELDS, Node, read_documents
 from seeknal_jupyter.progress import ProgressPanel
 from seeknal_jupyter.project import Project
-from seeknal_jupyter.report import RunResult, TextReporter
+from seeknal_jupyter.report import RunResult, TextReporter, plural
 from seeknal_jupyter.store import write_text_atomically
 from seeknal_jupyter.yamlfile import Mapping, read_yaml
 
@@ -137,8 +137,8 @@ class SeeknalMagics(Magics):
         self.project = project
         dag = project.dag()
         print(
-            f"Project {project.name} at {project.root}: {len(dag.nodes)} nodes in "
-            f"{dag.layer_count} layers"
+            f"Project {project.name} at {project.root}: "
+            f"{plural(len(dag.nodes), 'node')} in {plural(dag.layer_count, 'layer')}"
         )
         return project
 
@@ -209,21 +209,13 @@ def _user_errors() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _logging(verbose: bool) -> Iterator[None]:
+def _logging(verbose: int) -> Iterator[None]:
+    """With ``-v`` (``-vv``), the package's INFO (DEBUG) log goes to stderr."""
     if not verbose:
         yield
         return
-    logger = logging.getLogger("seeknal_jupyter")
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with cli.package_logging(verbose):
         yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
 
 
 @dataclass
@@ -242,8 +234,9 @@ class NodeChange:
             if self.replaced
             else (f"Added {self.node_id}")
         )
-        inputs = ", ".join(self.node.inputs) or "no inputs"
-        text = f"{verb}: layer {self.layer + 1}, inputs {inputs}."
+        inputs = ", ".join(self.node.inputs)
+        reads = f"inputs {inputs}" if inputs else "no inputs"
+        text = f"{verb}: layer {self.layer + 1}, {reads}."
         if self.saved is not None:
             text += f" Saved to {self.saved}."
         return text

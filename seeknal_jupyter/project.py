@@ -9,15 +9,17 @@ import html
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from seeknal_jupyter.changes import ChangeClass, Definition, definition_reasons
 from seeknal_jupyter.dag import Dag, build_dag
 from seeknal_jupyter.errors import Problem, ProjectError, RunFailed, UsageError
 from seeknal_jupyter.events import (
@@ -29,19 +31,22 @@ from seeknal_jupyter.events import (
 )
 from seeknal_jupyter.execute import (
     STATIC_ERRORS,
+    WIDE_INTEGERS,
     Built,
     Executor,
     NodeError,
     Settings,
     Task,
     bare_name_inputs,
+    check_source_files,
     describe,
     node_query,
     open_connection,
+    source_query,
 )
 from seeknal_jupyter.fingerprint import definition, fingerprints
-from seeknal_jupyter.loader import LoadResult, Node, load_nodes
-from seeknal_jupyter.report import NodeResult, RunResult
+from seeknal_jupyter.loader import LoadResult, Node, load_nodes, sql_file_line
+from seeknal_jupyter.report import NodeResult, RunResult, plural
 from seeknal_jupyter.sql import quote_ident, quote_literal
 from seeknal_jupyter.store import (
     PRODUCTION,
@@ -66,7 +71,10 @@ def default_workers() -> int:
 
 @dataclass
 class Manifest:
-    """What ``seeknal plan`` writes: nodes, edges, layers and fingerprints."""
+    """What ``seeknal plan`` writes: nodes, edges, layers and fingerprints.
+
+    Layers are numbered from 1, as everywhere a user sees them.
+    """
 
     project: str
     path: Path
@@ -84,7 +92,7 @@ class Manifest:
                 "file": node.file,
                 "line": node.line,
                 "inputs": list(node.inputs),
-                "layer": self.dag.layer[node_id],
+                "layer": self.dag.layer[node_id] + 1,
                 "fingerprint": self.fingerprints[node_id],
                 "description": node.spec.get("description"),
                 "owner": node.spec.get("owner"),
@@ -96,7 +104,10 @@ class Manifest:
             "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "nodes": nodes,
             "edges": [list(e) for e in self.dag.edges],
-            "layers": self.dag.layers(),
+            "layers": {
+                str(number): ids
+                for number, ids in enumerate(self.dag.layers(), start=1)
+            },
         }
 
     @property
@@ -112,7 +123,11 @@ class Manifest:
                 f"Layers: {self.dag.layer_count}"
             ),
         ]
-        lines += [f"warning: {w}" for w in self.warnings]
+        if self.warnings:
+            lines.append(
+                f"{plural(len(self.warnings), 'warning')}, printed above as "
+                "loading found them"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -139,34 +154,89 @@ class Manifest:
 
 @dataclass
 class ExecutionPlan:
-    """What a run would do: per layer, the nodes to run and the cached ones."""
+    """What a run would do: per layer, the nodes to run, why, and the cached ones.
+
+    Its text is what ``--dry-run`` prints; :meth:`layout` is what ``--show-plan``
+    prints.
+    """
 
     dag: Dag
     to_run: list[str]
     cached: list[str]
     workers: int
     mode: str
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def _heading(self) -> str:
+        return f"{self.mode}, {plural(self.workers, 'worker')}"
+
+    def layers(self) -> list[tuple[int, list[str]]]:
+        """The layers holding chosen nodes, by number (from 1), in DAG order."""
+        chosen = set(self.to_run) | set(self.cached)
+        numbered = []
+        for number, layer in enumerate(self.dag.layers(), start=1):
+            members = [n for n in layer if n in chosen]
+            if members:
+                numbered.append((number, members))
+        return numbered
+
+    def layout(self) -> PlanLayout:
+        """The layers with each node's inputs (what ``--show-plan`` prints)."""
+        return PlanLayout(self)
 
     def __str__(self) -> str:
         lines = [
             (
-                f"Execution plan ({self.mode}, {self.workers} worker"
-                f"{'s' if self.workers != 1 else ''}): {len(self.to_run)} to run, "
-                f"{len(self.cached)} cached"
+                f"Dry run ({self._heading()}): {len(self.to_run)} to run, "
+                f"{len(self.cached)} cached; nothing was run"
             )
         ]
-        run, cached = set(self.to_run), set(self.cached)
-        for number, layer in enumerate(self.dag.layers(), start=1):
-            members = [n for n in layer if n in run or n in cached]
-            if not members:
-                continue
-            after = "no inputs" if number == 1 else f"after layer {number - 1}"
-            lines.append(f"Layer {number}: {len(members)} node(s) ({after})")
+        run = set(self.to_run)
+        for number, members in self.layers():
+            running = sum(1 for n in members if n in run)
+            lines.append(
+                f"Layer {number}: {running} to run, {len(members) - running} cached"
+            )
             for node_id in members:
-                inputs = self.dag.nodes[node_id].inputs
+                if node_id in run:
+                    reason = self.reasons.get(node_id)
+                    lines.append(
+                        f"  run     {node_id}" + (f": {reason}" if reason else "")
+                    )
+                else:
+                    lines.append(f"  cached  {node_id}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"
+
+
+@dataclass
+class PlanLayout:
+    """The layers of a run with each node's inputs, as ``--show-plan`` prints them."""
+
+    plan: ExecutionPlan
+
+    def __str__(self) -> str:
+        plan = self.plan
+        chosen = len(plan.to_run) + len(plan.cached)
+        layers = plan.layers()
+        lines = [
+            (
+                f"Execution plan ({plan._heading()}): {plural(chosen, 'node')} in "
+                f"{plural(len(layers), 'layer')}"
+            )
+        ]
+        for number, members in layers:
+            after = "no inputs" if number == 1 else f"after layer {number - 1}"
+            lines.append(f"Layer {number}: {plural(len(members), 'node')} ({after})")
+            for node_id in members:
+                inputs = plan.dag.nodes[node_id].inputs
                 arrow = f" <- {', '.join(inputs)}" if inputs else ""
-                state = "run   " if node_id in run else "cached"
-                lines.append(f"  [{state}] {node_id}{arrow}")
+                lines.append(f"  {node_id}{arrow}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -255,6 +325,7 @@ class Project:
             write_text_atomically(
                 manifest.path, json.dumps(manifest.to_json(), indent=1)
             )
+            log.info("wrote %s", manifest.path)
             write_text_atomically(
                 self.target / SCHEMAS_FILE,
                 json.dumps({"duckdb": duckdb.__version__, "columns": found}),
@@ -280,7 +351,42 @@ class Project:
         state = self.store.load_state(env)
         to_run, cached = self._split(dag, selected, fps, state, full, env)
         workers = worker_count(parallel, max_workers)
-        return ExecutionPlan(dag, to_run, cached, workers, _mode(full))
+        reasons = {
+            n: self._run_reason(dag, n, fps, state, set(to_run), full) for n in to_run
+        }
+        return ExecutionPlan(dag, to_run, cached, workers, _mode(full), reasons)
+
+    def _run_reason(
+        self,
+        dag: Dag,
+        node_id: str,
+        fps: dict[str, str],
+        state: State,
+        to_run: set[str],
+        full: bool,
+    ) -> str:
+        """Why a run would build this node, in a few words."""
+        if full:
+            return "--full rebuilds every node"
+        entry = state.entries.get(node_id)
+        if entry is None:
+            return "no output yet"
+        if not (self.target / entry.snapshot).exists():
+            return "its output file is missing"
+        node = dag.nodes[node_id]
+        if entry.fingerprint == fps[node_id]:
+            return "its exposure file is missing"
+        changes = definition_changes(node, entry.node)
+        if changes:
+            return "definition changed (" + "; ".join(changes) + ")"
+        if node.kind == "source":
+            return "its data file changed"
+        rerun = [i for i in node.inputs if i in to_run]
+        if rerun:
+            return f"input {rerun[0]} re-runs" + (
+                f" (and {plural(len(rerun) - 1, 'other')})" if len(rerun) > 1 else ""
+            )
+        return "an input's output changed since it was built"
 
     def _split(
         self,
@@ -551,6 +657,7 @@ class Project:
             n: r.seconds for n, r in result.nodes.items() if r.status == "success"
         }
         result.critical_path = dag.critical_path(seconds)[0] if seconds else []
+        result.stale = stale_outputs(result, state, fps)
         result.wall_seconds = time.perf_counter() - started
         reporters.handle(RunFinished(result))
         return result
@@ -581,47 +688,190 @@ class Project:
             )
         return mapped
 
+    def environment(self, env: str) -> str:
+        """The name of an existing environment; "prod" and "production" are
+        production.
+
+        Raises:
+            UsageError: no environment has that name (the existing ones are listed).
+        """
+        if is_production(env):
+            return PRODUCTION
+        if env not in self.store.environments():
+            known = ", ".join(self.store.environments()) or "none"
+            raise UsageError(f"no environment {env!r} (environments: {known})")
+        return env
+
+    def _entry(self, node_id: str, env: str) -> Entry | None:
+        """The state entry of a node's output in ``env``, else production's.
+
+        Reading notes the environment's "last accessed".
+        """
+        self.store.touch(env)
+        for state in _states(self.store, env):
+            entry = state.entries.get(node_id)
+            if entry is not None:
+                return entry
+        return None
+
     def output_path(self, node: str, env: str = PRODUCTION) -> Path:
         """The Parquet file holding a node's current output in an environment.
 
         An environment without its own output of the node reads production's.
-        Reading notes the environment's "last accessed".
 
         Raises:
             UsageError: ``env`` is no environment, or neither it nor production
                 has an output of the node.
         """
-        if is_production(env):
-            env = PRODUCTION
-        elif env not in self.store.environments():
-            known = ", ".join(self.store.environments()) or "none"
-            raise UsageError(f"no environment {env!r} (environments: {known})")
+        env = self.environment(env)
         node_id = self.dag().resolve(node)
-        self.store.touch(env)
-        for state in _states(self.store, env):
-            entry = state.entries.get(node_id)
-            if entry is not None:
-                return self.target / entry.snapshot
-        where = "production" if env == PRODUCTION else f"{env!r} or in production"
-        raise UsageError(f"{node_id} has no output in {where} yet; run it first")
+        entry = self._entry(node_id, env)
+        if entry is None:
+            raise UsageError(_no_output(node_id, env))
+        return self.target / entry.snapshot
 
     def show(self, node: str, env: str = PRODUCTION, limit: int | None = 20) -> Any:
         """A node's output as a pandas DataFrame (the first ``limit`` rows).
 
+        An output that no longer matches the node's definition or data is still
+        returned, with a warning logged that it is stale. A source that has not run
+        yet is previewed from its data file, read with its declared schema.
+
         Raises:
-            UsageError: ``limit`` is negative, or the node has no output in ``env``.
+            UsageError: ``limit`` is negative, the node or environment is unknown,
+                or a node other than a source has no output in ``env``.
         """
         if limit is not None and int(limit) < 0:
             raise UsageError(f"limit must be 0 or more, got {limit}")
-        path = self.output_path(node, env)
+        env = self.environment(env)
+        dag = self.dag()
+        node_id = dag.resolve(node)
+        entry = self._entry(node_id, env)
+        if entry is None:
+            if dag.nodes[node_id].kind != "source":
+                raise UsageError(_no_output(node_id, env))
+            return self._preview_source(dag.nodes[node_id], limit)
+        if entry.fingerprint != fingerprints(dag, self.root)[node_id]:
+            log.warning(
+                "%s: this output is stale (made from an earlier definition or "
+                "data); run it again to refresh it",
+                node_id,
+            )
+        path = quote_literal(str(self.target / entry.snapshot))
         conn = duckdb.connect()
         try:
-            query = f"SELECT * FROM read_parquet({quote_literal(str(path))})"
-            if limit is not None:
-                query += f" LIMIT {int(limit)}"
-            return conn.execute(query).df()
+            return _rows(conn, f"SELECT * FROM read_parquet({path})", limit)
         finally:
             conn.close()
+
+    def _preview_source(self, node: Node, limit: int | None) -> Any:
+        """The first rows of a source's data file, read as a run would read it."""
+        conn = duckdb.connect()
+        try:
+            check_source_files(node, self.root)
+            frame = _rows(conn, source_query(conn, node, self.root), limit)
+        except (NodeError, duckdb.Error) as error:
+            raise UsageError(
+                f"{node.id} ({node.location}): {_first_line(error)}"
+            ) from None
+        finally:
+            conn.close()
+        log.warning(
+            "%s has not run yet; this is its data file %s, read with its declared "
+            "schema",
+            node.id,
+            node.spec["table"],
+        )
+        return frame
+
+    def schema(self, node: str) -> NodeSchema:
+        """A node's output columns and types, as the plan's schema check binds them.
+
+        Nothing needs to have run: sources are described from their data files
+        with their declared schema, other nodes by binding their SQL. Types are
+        those the output stores (128-bit integers become BIGINT).
+
+        Raises:
+            ProjectError: the node or one of its upstream nodes does not bind.
+            UsageError: unknown node, or a source upstream cannot be read.
+        """
+        dag = self.dag()
+        node_id = dag.resolve(node)
+        wanted = dag.upstream_of([node_id]) | {node_id}
+        fps = fingerprints(dag, self.root)
+        found = check_schemas(
+            dag,
+            [n for n in dag.order if n in wanted],
+            None,
+            self.root,
+            fps,
+            self._known_schemas(),
+        )
+        columns = found.get(fps[node_id])
+        if columns is None:
+            why = _unreadable(dag, wanted, self.root)
+            raise UsageError(f"the columns of {node_id} are not known: {why}")
+        stored = [(c, "BIGINT" if t in WIDE_INTEGERS else t) for c, t in columns]
+        return NodeSchema(node_id, dag.nodes[node_id].location, stored)
+
+
+def _rows(conn: duckdb.DuckDBPyConnection, query: str, limit: int | None) -> Any:
+    """The rows of a query as a pandas DataFrame, at most ``limit`` of them."""
+    if limit is not None:
+        query = f"SELECT * FROM ({query}\n) LIMIT {int(limit)}"
+    return conn.execute(query).df()
+
+
+def _no_output(node_id: str, env: str) -> str:
+    name = node_id.split(".", 1)[1]
+    where = "production" if env == PRODUCTION else f"{env!r} or in production"
+    return (
+        f"{node_id} has no output in {where} yet; run it first: "
+        f"seeknal run --nodes +{name}"
+    )
+
+
+def _unreadable(dag: Dag, wanted: set[str], root: Path) -> str:
+    """Why a source among ``wanted`` cannot be read, in one line."""
+    for node_id in dag.order:
+        node = dag.nodes[node_id]
+        if node_id in wanted and node.kind == "source":
+            try:
+                check_source_files(node, root)
+            except NodeError as error:
+                return f"{node_id} ({node.location}): {error}"
+    return "a source it reads cannot be read yet; run it to see why"
+
+
+@dataclass
+class NodeSchema:
+    """A node's output columns with their DuckDB types (``show --schema``)."""
+
+    node_id: str
+    location: str
+    columns: list[tuple[str, str]]
+
+    def __str__(self) -> str:
+        width = max([len(c) for c, _ in self.columns] + [6])
+        lines = [
+            f"{self.node_id} ({self.location}): {plural(len(self.columns), 'column')}"
+        ]
+        lines += [f"  {name:<{width}}  {dtype}" for name, dtype in self.columns]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td><code>{html.escape(c)}</code></td><td>{html.escape(t)}</td></tr>"
+            for c, t in self.columns
+        )
+        return (
+            f"<p><b>{html.escape(self.node_id)}</b> "
+            f"({html.escape(self.location)})</p>"
+            f"<table><tr><th>column</th><th>type</th></tr>{rows}</table>"
+        )
 
 
 def _export_parts(path: Path, root: Path) -> tuple[str, ...]:
@@ -642,6 +892,48 @@ def _states(store: Store, env: str) -> list[State]:
     if env != PRODUCTION:
         states.append(store.load_state(PRODUCTION))
     return states
+
+
+def stale_outputs(result: RunResult, state: State, fps: dict[str, str]) -> list[str]:
+    """Nodes of ``result`` that did not build but keep an older, stale output.
+
+    Args:
+        result: a finished run.
+        state: the environment's state after the run.
+        fps: the fingerprints the run built with.
+
+    Returns:
+        Failed, skipped or cancelled nodes whose kept output was made from
+        another fingerprint (an earlier definition or data), in DAG order.
+    """
+    return [
+        node_id
+        for node_id, outcome in result.nodes.items()
+        if outcome.status in ("failed", "skipped", "cancelled")
+        and node_id in state.entries
+        and state.entries[node_id].fingerprint != fps[node_id]
+    ]
+
+
+def definition_changes(node: Node, record: dict[str, Any]) -> list[str]:
+    """How a node's current definition differs from the one that made its output.
+
+    Args:
+        node: the node as the project defines it now.
+        record: what the state entry of its output recorded (``node_record``).
+
+    Returns:
+        The functional differences, in the classifier's words (metadata left
+        out); ``["definition changed"]`` when the record is too old to compare.
+    """
+    if "spec" not in record:
+        return ["definition changed"]
+    old = Definition.from_record(node.id, record.get("inputs", []), record["spec"])
+    return [
+        reason.text
+        for reason in definition_reasons(old, Definition.from_node(node))
+        if reason.severity != ChangeClass.METADATA
+    ]
 
 
 def unbuilt_definitions(dag: Dag, state: State) -> dict[str, dict[str, Any]]:
@@ -738,29 +1030,124 @@ def check_schemas(
                         _stage_input(conn, input_id, columns, run_set, input_path)
                         staged.add(input_id)
                 columns[node_id] = _describe_node(conn, node, root)
+                log.debug("%s has columns %s", node_id, columns[node_id])
             except (NodeError, *STATIC_ERRORS) as error:
                 columns[node_id] = None
                 if node.kind != "source":
-                    problems.append(_schema_problem(node, error))
+                    problems.append(
+                        _schema_problem(node, error, _input_columns(conn, node))
+                    )
             except duckdb.Error:
                 columns[node_id] = None
     finally:
         conn.close()
+    remembered = sum(1 for n in to_run if fps[n] in known)
+    log.info(
+        "checked the SQL of %s against their inputs' columns (%d remembered from "
+        "an earlier check, %s)",
+        plural(len(to_run), "node"),
+        remembered,
+        plural(len(problems), "problem"),
+    )
     if problems:
         raise ProjectError(problems)
     return {fps[n]: c for n, c in columns.items() if c is not None}
 
 
-def _schema_problem(node: Node, error: Exception) -> Problem:
-    key = "features" if isinstance(error, NodeError) else "transform"
-    line = node.spec.line_of(key) if isinstance(node.spec, Mapping) else node.line
+def _schema_problem(
+    node: Node, error: Exception, inputs: list[tuple[str, list[str]]]
+) -> Problem:
+    """A binding error of a node's SQL, at the file line of the offending SQL line.
+
+    DuckDB numbers lines of the query it was given, whose first line is the
+    node's SQL's first line; a line beyond the SQL is the closing text we wrap it
+    in, so the error is at the end of the user's SQL.
+    """
+    if isinstance(error, NodeError):
+        return Problem(
+            _first_line(error),
+            node.file,
+            _key_line(node, "features"),
+            node.id,
+            "fix the SQL or the features so they match",
+        )
+    message, sql_line = _without_sql_position(str(error))
+    sql = node.sql or ""
+    body = sql.strip().splitlines() or [""]
+    line = _key_line(node, "transform")
+    if sql_line is not None:
+        if sql_line > len(body):
+            sql_line = len(body)
+            message = re.sub(r'at or near "[^"]*"', "at the end of the SQL", message)
+        elif isinstance(error, duckdb.ParserException):
+            message += f" in: {body[sql_line - 1].strip()}"
+        in_file = sql_file_line(node.spec, sql, sql_line)
+        if in_file is None:
+            message += f" (line {sql_line} of its SQL)"
+        else:
+            line = in_file
     return Problem(
-        _first_line(error),
-        node.file,
-        line,
-        node.id,
-        "fix the SQL or the features so they match",
+        message, node.file, line, node.id, _binding_hint(error, node, inputs)
     )
+
+
+def _key_line(node: Node, key: str) -> int:
+    return node.spec.line_of(key) if isinstance(node.spec, Mapping) else node.line
+
+
+def _without_sql_position(text: str) -> tuple[str, int | None]:
+    """DuckDB's message without its ``LINE n:`` excerpt, and that n."""
+    kept: list[str] = []
+    for line in text.splitlines():
+        found = re.match(r"\s*LINE (\d+):", line)
+        if found:
+            return " ".join(kept), int(found.group(1))
+        if line.strip():
+            kept.append(line.strip())
+    return " ".join(kept), None
+
+
+def _binding_hint(
+    error: Exception, node: Node, inputs: list[tuple[str, list[str]]]
+) -> str:
+    """What to do about a SQL error, by its kind."""
+    if isinstance(error, duckdb.ParserException):
+        return "fix the SQL syntax"
+    if isinstance(error, duckdb.CatalogException):
+        if not node.inputs:
+            return "it has no inputs; list the nodes it reads in 'inputs'"
+        return (
+            "the SQL can read its inputs: "
+            + ", ".join(node.inputs)
+            + " (as kind.name, or by bare name when unambiguous)"
+        )
+    if "not found" in str(error) and inputs:
+        return "columns of its inputs: " + "; ".join(
+            f"{input_id}: {_listed(columns)}" for input_id, columns in inputs
+        )
+    return "fix the SQL so it binds against its inputs' columns and types"
+
+
+def _listed(names: list[str], most: int = 12) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f", ... ({len(names) - most} more)" if len(names) > most else "")
+
+
+def _input_columns(
+    conn: duckdb.DuckDBPyConnection, node: Node
+) -> list[tuple[str, list[str]]]:
+    """The column names of each input staged for binding ``node``."""
+    found = []
+    for input_id in node.inputs:
+        kind, name = input_id.split(".", 1)
+        try:
+            described = describe(
+                conn, f"SELECT * FROM {quote_ident(kind)}.{quote_ident(name)}"
+            )
+        except duckdb.Error:
+            continue
+        found.append((input_id, [column for column, _ in described]))
+    return found
 
 
 def _stage_input(

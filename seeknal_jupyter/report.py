@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -16,11 +17,26 @@ from seeknal_jupyter.events import (
 )
 
 STATUSES = ("success", "cached", "failed", "skipped", "cancelled")
+VERDICT = {"success": "succeeded", "failed": "FAILED", "cancelled": "cancelled"}
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``count`` followed by ``word``, in the plural unless it is one.
+
+    Args:
+        count: how many.
+        word: the singular ("node").
+        many: the plural when it is not ``word + "s"``.
+
+    Returns:
+        "1 node", "2 nodes", "1,500 rows".
+    """
+    return f"{count:,} {word if count == 1 else many or word + 's'}"
 
 
 @dataclass
 class NodeResult:
-    """The outcome of one node in a run."""
+    """The outcome of one node in a run; ``layer`` counts from 0 like the DAG's."""
 
     node_id: str
     layer: int
@@ -33,7 +49,13 @@ class NodeResult:
 
 @dataclass
 class RunResult:
-    """Everything a run did, per node and in total."""
+    """Everything a run did, per node and in total.
+
+    ``layers`` is the number of layers of the project's DAG; :attr:`layer_count`
+    is how many of them the run's nodes are in. ``stale`` lists the nodes that did
+    not build (failed, skipped, cancelled) and keep an output made from an earlier
+    definition or data.
+    """
 
     project: str
     env: str
@@ -43,6 +65,7 @@ class RunResult:
     nodes: dict[str, NodeResult] = field(default_factory=dict)
     wall_seconds: float = 0.0
     critical_path: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for n in self.nodes.values() if n.status == status)
@@ -53,27 +76,59 @@ class RunResult:
 
     @property
     def executed(self) -> int:
+        """Nodes the run ran to an outcome, succeeded or failed (not cached,
+        skipped or cancelled): the one meaning of "executed" in every summary."""
         return self.count("success") + self.count("failed")
+
+    @property
+    def layer_count(self) -> int:
+        """How many layers the run's nodes are in."""
+        return len({n.layer for n in self.nodes.values()})
+
+    @property
+    def verdict(self) -> str:
+        """ "succeeded", "FAILED" (some node failed) or "cancelled"."""
+        if self.count("failed"):
+            return VERDICT["failed"]
+        return VERDICT["cancelled"] if self.count("cancelled") else VERDICT["success"]
 
     def statuses(self) -> dict[str, str]:
         return {k: v.status for k, v in self.nodes.items()}
 
+    def count_parts(self) -> list[str]:
+        """The headline's counts: executed (with its failures), cached, and the
+        skipped and cancelled nodes when there are any."""
+        executed = f"{self.executed} executed"
+        if self.count("failed"):
+            executed += f" ({self.count('failed')} failed)"
+        others = [
+            f"{self.count(s)} {s}" for s in ("skipped", "cancelled") if self.count(s)
+        ]
+        return [executed, *self.cached_parts(), *others]
+
+    def cached_parts(self) -> list[str]:
+        return [f"{self.count('cached')} cached"]
+
     def headline(self) -> str:
-        parts = [f"{self.count(s)} {s}" for s in STATUSES if self.count(s)]
-        verdict = "succeeded" if self.ok else "FAILED"
         return (
-            f"Run {verdict}: {', '.join(parts) or 'nothing to do'} "
-            f"of {len(self.nodes)} nodes in {self.wall_seconds:.2f}s"
+            f"Run {self.verdict}: {', '.join(self.count_parts())} of "
+            f"{plural(len(self.nodes), 'node')} in {self.wall_seconds:.2f}s"
         )
 
     def notes(self) -> list[str]:
-        """One line per node that failed, was skipped or was cancelled, saying why."""
+        """One line per node that failed, was skipped or was cancelled, saying why,
+        then one per such node that keeps a stale output."""
         notes = []
         for result in self.nodes.values():
             if result.error:
                 notes.append(result.error)
             elif result.reason:
                 notes.append(f"{result.node_id}: {result.reason}")
+        notes += [
+            f"{node_id}: keeps its older output, which is stale (made from an "
+            "earlier definition or data)"
+            for node_id in self.stale
+        ]
         return notes
 
     def summary_rows(self) -> list[tuple[str, str, str, str, str]]:
@@ -93,7 +148,7 @@ class RunResult:
     def totals(self) -> list[tuple[str, str]]:
         return [
             ("nodes", str(len(self.nodes))),
-            ("layers", str(self.layers)),
+            ("layers", self._layers_text()),
             ("executed", str(self.executed)),
             ("succeeded", str(self.count("success"))),
             ("cached", str(self.count("cached"))),
@@ -103,6 +158,11 @@ class RunResult:
             ("workers", str(self.workers)),
             ("wall time", f"{self.wall_seconds:.2f}s"),
         ]
+
+    def _layers_text(self) -> str:
+        if self.layer_count < self.layers:
+            return f"{self.layer_count} (of {self.layers})"
+        return str(self.layer_count)
 
     def __str__(self) -> str:
         width = max([len(r[0]) for r in self.summary_rows()] + [4])
@@ -146,13 +206,25 @@ class RunResult:
 
 
 class TextReporter:
-    """Prints one line per node event and the summary; for terminals and logs."""
+    """Prints one line per node event and the summary; for terminals and logs.
 
-    def __init__(self, stream: TextIO | None = None, verbose: bool = True) -> None:
+    The counter ``[k/N]`` counts the nodes built so far out of the N to run, so it
+    reaches N only when every one of them succeeded; failed, skipped and cancelled
+    nodes are listed without a number. ``cancel``, when given, is the event that
+    stops the run (a front end sets it, for instance on Ctrl-C).
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        verbose: bool = True,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.stream = stream or sys.stdout
         self.verbose = verbose
+        self.cancel = cancel
         self.total = 0
-        self.done = 0
+        self.built = 0
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
@@ -162,26 +234,35 @@ class TextReporter:
             self.total = len(event.to_run)
             self._print(
                 f"Running {event.project} [{event.env}] — {event.mode}, "
-                f"{event.workers} worker{'s' if event.workers != 1 else ''}: "
-                f"{len(event.to_run)} to run, {len(event.cached)} cached, "
-                f"{event.total} nodes in {len(event.layers)} layers"
+                f"{plural(event.workers, 'worker')}: {len(event.to_run)} to run, "
+                f"{len(event.cached)} cached, {plural(event.total, 'node')} in "
+                f"{plural(len(event.layers), 'layer')}"
             )
         elif isinstance(event, NodeStarted) and self.verbose:
             self._print(f"  start   {event.node_id} (layer {event.layer + 1})")
         elif isinstance(event, NodeFinished) and event.status != "cached":
-            self.done += 1
-            rows = f", {event.rows:,} rows" if event.rows is not None else ""
-            line = f"{event.node_id} in {event.seconds:.2f}s{rows}"
-            if event.error:
-                line = event.error
-            elif event.reason:
-                line = f"{event.node_id}: {event.reason}"
-            self._print(
-                f"  [{self.done}/{self.total}] {event.status.upper():<9} {line}"
-            )
+            self._print(f"  {self._counter(event.status)} {self._line(event)}")
         elif isinstance(event, RunFinished):
             self._print("")
             self._print(str(event.result))
+
+    def _counter(self, status: str) -> str:
+        width = len(f"[{self.total}/{self.total}]")
+        if status != "success":
+            return " " * width
+        self.built += 1
+        return f"[{self.built}/{self.total}]".rjust(width)
+
+    @staticmethod
+    def _line(event: NodeFinished) -> str:
+        if event.error:
+            line = event.error
+        elif event.reason:
+            line = f"{event.node_id}: {event.reason}"
+        else:
+            rows = f", {plural(event.rows, 'row')}" if event.rows is not None else ""
+            line = f"{event.node_id} in {event.seconds:.2f}s{rows}"
+        return f"{event.status.upper():<9} {line}"
 
     def tick(self) -> None:
         return None

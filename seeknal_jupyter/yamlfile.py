@@ -12,13 +12,23 @@ from seeknal_jupyter.errors import Problem
 
 
 class Mapping(dict):  # type: ignore[type-arg]
-    """A YAML mapping that remembers the line of itself and of each key (1-based)."""
+    """A YAML mapping that remembers the line of itself and of each key (1-based).
+
+    For a text value whose lines are the file's lines (a ``|`` block, or a value on
+    one line), it also remembers the line where the text starts.
+    """
 
     line: int = 0
     key_lines: dict[str, int]
+    text_lines: dict[str, int]
 
     def line_of(self, key: str) -> int:
         return self.key_lines.get(key, self.line)
+
+    def text_line(self, key: str) -> int | None:
+        """The file line of the first line of ``key``'s text, or None when its
+        lines are not the file's (folded, quoted over several lines, or no file)."""
+        return getattr(self, "text_lines", {}).get(key)
 
 
 _Parser: Any = (
@@ -72,6 +82,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> Mapping
     result = Mapping()
     result.line = node.start_mark.line + 1
     result.key_lines = {}
+    result.text_lines = {}
     loader.flatten_mapping(node)
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
@@ -84,7 +95,21 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> Mapping
             )
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
+        start = _text_start(value_node)
+        if start is not None:
+            result.text_lines[key] = start
     return result
+
+
+def _text_start(node: yaml.Node) -> int | None:
+    """Where a scalar's text starts in the file, if its lines are the file's."""
+    if not isinstance(node, yaml.ScalarNode):
+        return None
+    if node.style == "|":
+        return int(node.start_mark.line) + 2
+    if node.start_mark.line == node.end_mark.line:
+        return int(node.start_mark.line) + 1
+    return None
 
 
 _StrictLoader.add_constructor(

@@ -371,7 +371,7 @@ def test_c01_fresh_process_run(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "10 success of 10 nodes" in done.stdout
+    assert "Run succeeded: 10 executed, 0 cached of 10 nodes" in done.stdout
     c01_assert_values(c01_outputs(root))
 
 

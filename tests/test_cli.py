@@ -3,18 +3,25 @@ statuses, printed plans, interrupts, and the fraud example end to end."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
+from seeknal_jupyter import cli
+from seeknal_jupyter.errors import UsageError
 from seeknal_jupyter.project import Project
+from seeknal_jupyter.store import Store
 
 SEEKNAL = [sys.executable, "-m", "seeknal_jupyter"]
 NODES = """\
@@ -73,7 +80,7 @@ def test_success_exits_0_and_prints_the_summary(tmp_path: Path) -> None:
     assert (
         done.stdout.rstrip()
         .splitlines()[-1]
-        .startswith("Run succeeded: 2 success of 2 nodes in ")
+        .startswith("Run succeeded: 2 executed, 0 cached of 2 nodes in ")
     )
     assert done.stderr == ""
 
@@ -119,8 +126,11 @@ def test_node_failure_exits_1_after_the_summary(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "FAILED    transform.broken" in done.stdout
     assert "Could not convert string 'x1' to INT32" in done.stdout
-    assert "Run FAILED: 2 success, 1 failed of 3 nodes" in done.stdout
-    assert "error: Run FAILED" in done.stderr
+    last = done.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("Run FAILED: 3 executed (1 failed), 0 cached of 3 nodes in ")
+    assert "executed: 3, succeeded: 2, cached: 0, failed: 1" in done.stdout
+    assert done.stdout.count("Run FAILED") == 1
+    assert done.stderr == ""
 
 
 def test_fail_fast_flag(tmp_path: Path) -> None:
@@ -152,14 +162,69 @@ def test_dry_run_and_show_plan_run_nothing(tmp_path: Path, flag: str) -> None:
     done = seeknal("run", flag, "--nodes", "+doubled", cwd=root)
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
-        "Execution plan (incremental, 1 worker): 2 to run, 0 cached",
-        "Layer 1: 1 node(s) (no inputs)",
-        "  [run   ] source.numbers",
-        "Layer 2: 1 node(s) (after layer 1)",
-        "  [run   ] transform.doubled <- source.numbers",
-    ]
     assert not (root / "target").exists()
+
+
+def test_show_plan_prints_the_layers_with_each_nodes_inputs(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+
+    done = seeknal("run", "--show-plan", "--parallel", "--max-workers", "2", cwd=root)
+
+    assert done.stdout.splitlines() == [
+        "Execution plan (incremental, 2 workers): 2 nodes in 2 layers",
+        "Layer 1: 1 node (no inputs)",
+        "  source.numbers",
+        "Layer 2: 1 node (after layer 1)",
+        "  transform.doubled <- source.numbers",
+    ]
+
+
+def test_dry_run_says_why_each_node_would_run(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+    nodes = root / "seeknal" / "nodes.yml"
+    data = root / "data" / "numbers.csv"
+
+    first = seeknal("run", "--dry-run", cwd=root)
+    assert seeknal("run", cwd=root).returncode == 0
+    nothing = seeknal("run", "--dry-run", cwd=root)
+    os.utime(data, (1_000_000_000, 1_000_000_000))
+    touched = seeknal("run", "--dry-run", cwd=root)
+    nodes.write_text(nodes.read_text().replace("n * 2 AS n2", "n * 3 AS n2"))
+    edited = seeknal("run", "--dry-run", "--nodes", "doubled", cwd=root)
+    full = seeknal("run", "--dry-run", "--full", "--nodes", "numbers", cwd=root)
+
+    assert first.stdout.splitlines() == [
+        "Dry run (incremental, 1 worker): 2 to run, 0 cached; nothing was run",
+        "Layer 1: 1 to run, 0 cached",
+        "  run     source.numbers: no output yet",
+        "Layer 2: 1 to run, 0 cached",
+        "  run     transform.doubled: no output yet",
+    ]
+    assert nothing.stdout.splitlines() == [
+        "Dry run (incremental, 1 worker): 0 to run, 2 cached; nothing was run",
+        "Layer 1: 0 to run, 1 cached",
+        "  cached  source.numbers",
+        "Layer 2: 0 to run, 1 cached",
+        "  cached  transform.doubled",
+    ]
+    assert touched.stdout.splitlines()[1:] == [
+        "Layer 1: 1 to run, 0 cached",
+        "  run     source.numbers: its data file changed",
+        "Layer 2: 1 to run, 0 cached",
+        "  run     transform.doubled: input source.numbers re-runs",
+    ]
+    assert edited.stdout.splitlines()[1:] == [
+        "Layer 2: 1 to run, 0 cached",
+        (
+            "  run     transform.doubled: definition changed (expression of column n2 "
+            "changed)"
+        ),
+    ]
+    assert full.stdout.splitlines() == [
+        "Dry run (full, 1 worker): 1 to run, 0 cached; nothing was run",
+        "Layer 1: 1 to run, 0 cached",
+        "  run     source.numbers: --full rebuilds every node",
+    ]
 
 
 HOLD_LOCK = """
@@ -213,7 +278,17 @@ def test_ctrl_c_cancels_the_run_and_the_next_run_resumes(tmp_path: Path) -> None
     assert time.monotonic() - started < 10
     assert run.returncode == 130
     assert "CANCELLED transform.long: interrupted while running" in rest, (rest, errors)
-    assert "Run cancelled; the next run resumes." in errors
+    assert re.match(
+        r"Run cancelled: [12] executed, 0 cached, [12] cancelled of 3 nodes in ",
+        rest.rstrip().splitlines()[-1],
+    )
+    assert errors.splitlines() == [
+        (
+            "Stopping: no new node starts and running queries are interrupted "
+            "(Ctrl-C again to abort at once)"
+        ),
+        "Interrupted: what finished is kept; the next run resumes from there.",
+    ]
     state = Project(root).store.load_state("prod")
     assert "transform.long" not in state.entries
     assert "source.numbers" in state.entries
@@ -287,8 +362,11 @@ def test_fraud_example_end_to_end(tmp_path: Path) -> None:
     assert "Nodes: 15  Edges: 16  Layers: 4" in plan.stdout
     manifest = json.loads((root / "target" / "manifest.json").read_text())
     assert len(manifest["nodes"]) == 15 and len(manifest["edges"]) == 16
-    assert [set(layer) for layer in manifest["layers"]] == FRAUD_LAYERS
-    assert "15 success of 15 nodes" in sequential.stdout
+    assert list(manifest["layers"]) == ["1", "2", "3", "4"]
+    assert [set(layer) for layer in manifest["layers"].values()] == FRAUD_LAYERS
+    assert {n["layer"] for n in manifest["nodes"].values()} == {1, 2, 3, 4}
+    assert manifest["nodes"]["exposure.training_data"]["layer"] == 4
+    assert "Run succeeded: 15 executed, 0 cached of 15 nodes" in sequential.stdout
     project = Project(root)
     state = project.store.load_state("prod")
     assert {n: e.rows for n, e in state.entries.items()} == FRAUD_ROWS
@@ -303,7 +381,7 @@ def test_fraud_example_end_to_end(tmp_path: Path) -> None:
 
     assert parallel.returncode == 0, parallel.stderr
     assert "4 workers" in parallel.stdout
-    assert "15 success of 15 nodes" in parallel.stdout
+    assert "Run succeeded: 15 executed, 0 cached of 15 nodes" in parallel.stdout
     with duckdb.connect() as conn:
         for node in FRAUD_ROWS:
             assert same_rows(conn, saved / f"{node}.parquet", project.output_path(node))
@@ -394,17 +472,20 @@ def test_a_misspelt_node_gets_a_suggestion(tmp_path: Path) -> None:
     [
         (
             ["show", "doubled", "--limit", "-1"],
-            "usage: seeknal show [-h] [--project PATH] [--env ENV] [--limit N] NODE",
+            (
+                "usage: seeknal show [-h] [-v] [--project PATH] [--env ENV] [--limit N] "
+                "[--schema] NODE"
+            ),
             "error: seeknal show: argument --limit: must be 0 or more, got -1",
         ),
         (
             ["env", "plan"],
-            "usage: seeknal env plan [-h] [--project PATH] ENV",
+            "usage: seeknal env plan [-h] [-v] [--project PATH] ENV",
             "error: seeknal env plan: the following arguments are required: ENV",
         ),
         (
             [],
-            "usage: seeknal [-h] [-v] COMMAND ...",
+            "usage: seeknal [-h] [-v] [--project PATH] COMMAND ...",
             "error: seeknal: the following arguments are required: COMMAND",
         ),
     ],
@@ -415,9 +496,411 @@ def test_a_usage_error_prints_the_usage_of_its_command(
     done = seeknal(*args, cwd=tmp_path)
 
     assert done.returncode == 2
-    assert done.stderr.splitlines() == [usage, error]
+    *usage_lines, last = done.stderr.splitlines()
+    assert " ".join(" ".join(usage_lines).split()) == usage
+    assert last == error
 
 
 def test_the_readme_project_folder_is_ignored_by_git() -> None:
     ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text()
     assert "fraud-demo/" in ignored.splitlines()
+
+
+def test_show_in_an_unknown_environment_is_a_one_line_error(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+    assert seeknal("run", cwd=root).returncode == 0
+
+    done = seeknal("show", "doubled", "--env", "nosuch", cwd=root)
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        "error: no environment named 'nosuch'; existing: prod "
+        "(make one with: seeknal plan nosuch)\n"
+    )
+    production = seeknal("show", "doubled", cwd=root).stdout
+    assert production.split() == ["n2", "0", "2", "1", "4", "2", "6"]
+    for name in ("prod", "production"):
+        assert seeknal("show", "doubled", "--env", name, cwd=root).stdout == production
+
+
+def test_diff_compares_an_environment_with_production(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+    assert seeknal("run", cwd=root).returncode == 0
+    nodes = root / "seeknal" / "nodes.yml"
+    nodes.write_text(
+        nodes.read_text().replace(
+            "SELECT n * 2 AS n2 FROM numbers",
+            "SELECT n * 2 AS n2, n AS n1 FROM numbers WHERE n > 1",
+        )
+    )
+    assert seeknal("plan", "dev", cwd=root).returncode == 0
+    assert seeknal("run", "--env", "dev", cwd=root).returncode == 0
+
+    done = seeknal("diff", "doubled", "--env", "dev", "--limit", "1", cwd=root)
+    unknown = seeknal("diff", "doubled", "--env", "nosuch", cwd=root)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "transform.doubled: dev vs production",
+        "  column n1 (BIGINT) only in dev",
+        (
+            "  rows: 3 in production, 2 in dev; 0 only in dev, 1 only in production "
+            "(compared on the columns both have)"
+        ),
+        "sample of differing rows:",
+        "      side  n2",
+        "production   2",
+    ]
+    assert unknown.returncode == 2
+    assert unknown.stderr == (
+        "error: no environment named 'nosuch'; existing: prod, dev "
+        "(make one with: seeknal plan nosuch)\n"
+    )
+
+
+def test_project_and_verbose_go_before_or_after_the_command(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "demo")
+
+    details = seeknal("-v", "plan", "-v", "--project", "demo", cwd=tmp_path)
+    before = seeknal("--project", "demo", "-v", "plan", cwd=tmp_path)
+    after = seeknal("plan", "-v", "--project", "demo", cwd=tmp_path)
+    quiet = seeknal("plan", "--project", "demo", cwd=tmp_path)
+    ran = seeknal("--project", "demo", "run", cwd=tmp_path)
+
+    loaded = (
+        f"info seeknal_jupyter.loader: loaded 2 nodes from 1 file under "
+        f"{root.resolve() / 'seeknal'}"
+    )
+    for done in (before, after, details, ran):
+        assert done.returncode == 0, done.stderr
+    assert before.stdout == after.stdout == quiet.stdout
+    assert loaded in before.stderr.splitlines()
+    assert loaded in after.stderr.splitlines()
+    assert quiet.stderr == ""
+    assert "debug seeknal_jupyter." in details.stderr
+    assert "debug" not in before.stderr
+    assert ran.stdout.rstrip().splitlines()[-1].startswith("Run succeeded: 2 executed")
+
+
+def test_init_takes_no_project_option(tmp_path: Path) -> None:
+    done = seeknal(
+        "--project", "x", "init", "--example", "fraud-detection", "d", cwd=tmp_path
+    )
+
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "error: seeknal init: --project does not apply; give the folder as DIR"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def _every_parser(parser: Any, words: tuple[str, ...] = ()) -> Any:
+    yield words, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _every_parser(sub, (*words, name))
+
+
+@pytest.mark.parametrize("notebook", [False, True])
+def test_every_option_of_every_command_has_help(notebook: bool) -> None:
+    parsers = dict(_every_parser(cli.build_parser(notebook)))
+
+    for words, parser in parsers.items():
+        for action in parser._actions:
+            if action.option_strings:
+                assert action.help and action.help != argparse.SUPPRESS, (
+                    words,
+                    action.option_strings,
+                )
+            elif action.dest not in ("command", "env_command"):
+                assert action.help, (words, action.dest)
+    options = {
+        w: {o for a in p._actions for o in a.option_strings} for w, p in parsers.items()
+    }
+    assert "--project" not in options[("init",)]
+    assert {"--project", "-v", "--verbose"} <= options[("run",)]
+    assert {"--env", "--limit", "--schema"} <= options[("show",)]
+    assert {"--env", "--limit"} <= options[("diff",)]
+    assert "--plan" in options[("dag",)]
+
+
+def test_dag_help_shows_plan_and_show_help_explains_its_options(tmp_path: Path) -> None:
+    dag = seeknal("dag", "--help", cwd=tmp_path).stdout
+    show = " ".join(seeknal("show", "--help", cwd=tmp_path).stdout.split())
+
+    assert "--plan ENV" in dag and "change class" in dag
+    assert "--env ENV read the output in this environment (default: production)" in show
+    assert "--limit N rows to print (default: 20)" in show
+
+
+def test_dag_prints_the_node_count_once(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+
+    done = seeknal("dag", cwd=root)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        root.name,
+        "2 nodes in 2 layers",
+        "layer 1",
+        "  source.numbers",
+        "layer 2",
+        "  transform.doubled  <- source.numbers",
+    ]
+
+
+def test_a_late_ctrl_c_keeps_state_and_prints_the_summary(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = write_project(tmp_path)
+    save = Store.save_state
+    sent: list[int] = []
+
+    def interrupted_save(store: Store, generation: Path, state: Any) -> None:
+        if len(state.entries) == 2 and not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+        save(store, generation, state)
+
+    monkeypatch.setattr(Store, "save_state", interrupted_save)
+
+    status = cli.main(["run", "--project", str(root)])
+
+    out, err = capsys.readouterr()
+    assert sent == [1]
+    assert status == 130
+    assert (
+        out.rstrip()
+        .splitlines()[-1]
+        .startswith("Run succeeded: 2 executed, 0 cached of 2 nodes in ")
+    )
+    assert "nodes: 2, layers: 2, executed: 2, succeeded: 2" in out
+    assert err.splitlines() == [
+        (
+            "Stopping: no new node starts and running queries are interrupted "
+            "(Ctrl-C again to abort at once)"
+        ),
+        "Interrupted: what finished is kept; the next run resumes from there.",
+    ]
+    assert set(Project(root).store.load_state("prod").entries) == {
+        "source.numbers",
+        "transform.doubled",
+    }
+    monkeypatch.setattr(Store, "save_state", save)
+    again = seeknal("run", cwd=root)
+    assert "Run succeeded: 0 executed, 2 cached of 2 nodes" in again.stdout
+
+
+def test_init_into_an_impossible_folder_is_one_line_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    done = seeknal("init", "--example", "fraud-detection", "/proc/x", cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        "error: cannot write the fraud-detection example to /proc/x: No such file "
+        "or directory (/proc/x); choose a folder you can write to\n"
+    )
+    assert not Path("/proc/x").exists()
+    with pytest.raises(UsageError, match="^cannot write the fraud-detection example"):
+        cli.dispatch(
+            cli.parse("init --example fraud-detection /proc/x", notebook=True),
+            None,
+            None,
+        )
+
+
+def test_a_failed_init_removes_what_it_wrote(tmp_path: Path) -> None:
+    dest = tmp_path / "demo"
+    (dest / "README.md").mkdir(parents=True)
+    (dest / "notes.txt").write_text("mine")
+
+    done = seeknal("init", "--example", "fraud-detection", str(dest), cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        f"error: cannot write the fraud-detection example to {dest}: Is a directory"
+    )
+    assert sorted(p.name for p in dest.iterdir()) == ["README.md", "notes.txt"]
+    assert (dest / "notes.txt").read_text() == "mine"
+
+
+def test_one_node_runs_read_in_the_singular(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+
+    done = seeknal("run", "--nodes", "numbers", cwd=root)
+    plan = seeknal("run", "--show-plan", "--nodes", "numbers", cwd=root)
+
+    assert done.stdout.splitlines()[0] == (
+        f"Running {root.name} [prod] — incremental, 1 worker: 1 to run, 0 cached, "
+        "2 nodes in 2 layers"
+    )
+    assert re.search(
+        r"\n  \[1/1\] SUCCESS   source.numbers in [\d.]+s, 3 rows\n", done.stdout
+    )
+    assert (
+        done.stdout.rstrip()
+        .splitlines()[-1]
+        .startswith("Run succeeded: 1 executed, 0 cached of 1 node in ")
+    )
+    assert "nodes: 1, layers: 1 (of 2), executed: 1" in done.stdout
+    assert plan.stdout.splitlines()[:2] == [
+        "Execution plan (incremental, 1 worker): 1 node in 1 layer",
+        "Layer 1: 1 node (no inputs)",
+    ]
+
+
+C17_NODES = """\
+kind: source
+name: payments
+source: csv
+table: data/numbers.csv
+---
+kind: transform
+name: ok_a
+transform: SELECT n FROM source.payments
+---
+kind: transform
+name: bad_b
+transform: SELECT n * 10 AS m FROM source.payments
+---
+kind: transform
+name: c
+transform: SELECT m FROM transform.bad_b
+---
+kind: transform
+name: d
+transform: SELECT SUM(n) AS total FROM transform.ok_a
+"""
+
+
+def test_a_failure_marks_older_outputs_stale_and_numbers_only_built_nodes(
+    tmp_path: Path,
+) -> None:
+    root = write_project(tmp_path, C17_NODES)
+    assert seeknal("run", cwd=root).returncode == 0
+    nodes = root / "seeknal" / "nodes.yml"
+    nodes.write_text(
+        nodes.read_text().replace("n * 10 AS m", "CAST('x' || n AS INTEGER) AS m")
+    )
+    (root / "data" / "numbers.csv").write_text("n\n1\n2\n")
+
+    done = seeknal("run", cwd=root)
+    stale = seeknal("show", "c", cwd=root)
+    fresh = seeknal("show", "d", cwd=root)
+
+    assert done.returncode == 1
+    progress = [
+        line
+        for line in done.stdout.splitlines()
+        if line.startswith(("  [", "        "))
+    ]
+    assert [line[:18] for line in progress[:5]] == [
+        "  [1/5] SUCCESS   ",
+        "  [2/5] SUCCESS   ",
+        "        FAILED    ",
+        "        SKIPPED   ",
+        "  [3/5] SUCCESS   ",
+    ]
+    assert (
+        "  transform.bad_b: keeps its older output, which is stale (made from an "
+        "earlier definition or data)"
+    ) in done.stdout.splitlines()
+    assert (
+        "  transform.c: keeps its older output, which is stale (made from an "
+        "earlier definition or data)"
+    ) in done.stdout.splitlines()
+    assert "transform.d: keeps" not in done.stdout
+    assert stale.returncode == 0
+    assert stale.stdout.split() == ["m", "0", "10", "1", "20", "2", "30"]
+    assert stale.stderr == (
+        "warning: transform.c: this output is stale (made from an earlier definition "
+        "or data); run it again to refresh it\n"
+    )
+    assert fresh.stderr == ""
+
+
+def test_show_schema_and_a_source_preview_before_any_run(tmp_path: Path) -> None:
+    shutil.copytree(Path(__file__).parent / "cases" / "C15" / "data", tmp_path / "data")
+    (tmp_path / "seeknal").mkdir()
+    shutil.copy(
+        Path(__file__).parent / "cases" / "C15" / "nodes.yml", tmp_path / "seeknal"
+    )
+
+    schema = seeknal("show", "bom_customers", "--schema", cwd=tmp_path)
+    union = seeknal("show", "all_customers", "--schema", cwd=tmp_path)
+    preview = seeknal("show", "bom_customers", cwd=tmp_path)
+    empty = seeknal("show", "missing_customers", cwd=tmp_path)
+    not_run = seeknal("show", "all_customers", cwd=tmp_path)
+
+    assert schema.returncode == 0, schema.stderr
+    assert schema.stdout.splitlines() == [
+        "source.bom_customers (seeknal/nodes.yml:2): 2 columns",
+        "  customer_id  INTEGER",
+        "  amount       DOUBLE",
+    ]
+    assert union.stdout.splitlines()[1:] == [
+        "  customer_id  INTEGER",
+        "  amount       DOUBLE",
+    ]
+    assert preview.returncode == 0, preview.stderr
+    assert preview.stdout.split() == [
+        "customer_id",
+        "amount",
+        "0",
+        "1",
+        "10.5",
+        "1",
+        "2",
+        "20.0",
+    ]
+    assert preview.stderr == (
+        "warning: source.bom_customers has not run yet; this is its data file "
+        "data/bom.csv, read with its declared schema\n"
+    )
+    assert empty.returncode == 2
+    assert empty.stderr == (
+        "error: source.missing_customers (seeknal/nodes.yml:27): data file "
+        "data/empty.csv is empty (0 bytes, no header row)\n"
+    )
+    assert not_run.returncode == 2
+    assert not_run.stderr == (
+        "error: transform.all_customers has no output in 'prod' yet; run it first: "
+        "seeknal run --nodes +all_customers\n"
+    )
+    assert not (tmp_path / "target" / "snapshots").exists()
+    assert Project(tmp_path).schema("bom_customers").columns == [
+        ("customer_id", "INTEGER"),
+        ("amount", "DOUBLE"),
+    ]
+
+
+def test_a_failed_environment_run_counts_executed_like_its_summary(
+    tmp_path: Path,
+) -> None:
+    root = write_project(tmp_path)
+    assert seeknal("run", cwd=root).returncode == 0
+    nodes = root / "seeknal" / "nodes.yml"
+    nodes.write_text(
+        nodes.read_text().replace("n * 2 AS n2", "CAST('x' || n AS INTEGER) AS n2")
+    )
+    assert seeknal("plan", "dev", cwd=root).returncode == 0
+
+    done = seeknal("run", "--env", "dev", cwd=root)
+
+    assert done.returncode == 1
+    assert done.stderr == ""
+    assert "nodes: 2, layers: 2, executed: 1, succeeded: 0, cached: 1" in done.stdout
+    assert (
+        done.stdout.rstrip()
+        .splitlines()[-1]
+        .startswith(
+            "Environment 'dev' FAILED: 1 executed (1 failed), 1 cached (from "
+            "production) of 2 nodes in "
+        )
+    )

@@ -239,7 +239,7 @@ def test_classify_node_says_how_a_node_compares(project: Project) -> None:
     line = environments.classify_node(project, "txn_features")
     assert line == (
         "feature_group.txn_features against production: NON_BREAKING "
-        "(new feature: ip_reputation_score); 1 downstream node(s) would run as "
+        "(new feature: ip_reputation_score); 1 downstream node would run as "
         "DEPENDENT"
     )
     assert environments.classify_node(project, "user_risk").endswith(
@@ -869,11 +869,14 @@ def test_diff_of_changed_values_shows_a_sample(project: Project) -> None:
     assert "<table" in found._repr_html_()
 
 
-def test_notebook_parser_has_diff_and_the_shell_has_promote() -> None:
-    args = cli.parse("diff txn_features --env experiment", notebook=True)
-    assert (args.command, args.node, args.env) == ("diff", "txn_features", "experiment")
-    with pytest.raises(UsageError):
-        cli.parse("diff txn_features --env experiment")
+def test_both_parsers_have_diff_and_promote() -> None:
+    for notebook in (True, False):
+        args = cli.parse("diff txn_features --env experiment", notebook=notebook)
+        assert (args.command, args.node, args.env) == (
+            "diff",
+            "txn_features",
+            "experiment",
+        )
     args = cli.parse("promote dev staging")
     assert (args.source, args.target) == ("dev", "staging")
     assert cli.parse("env promote dev").target == "prod"

@@ -210,7 +210,7 @@ def test_unknown_node_in_sql_suggests_a_node(tmp_path: Path) -> None:
 
     assert found == [
         (
-            "seeknal/b.yml:3: transform.t: SQL reads 'source.numbrs', which is not a "
+            "seeknal/b.yml:4: transform.t: SQL reads 'source.numbrs', which is not a "
             "node (did you mean 'source.numbers'?)"
         )
     ]
@@ -562,3 +562,60 @@ features:
         ("seeknal/b.yml:9", "label"),
         ("seeknal/b.yml:11", "other"),
     ]
+
+
+def test_inputs_are_the_list_and_what_the_sql_reads(tmp_path: Path) -> None:
+    other = SOURCE.replace("name: numbers", "name: other")
+    text = (
+        "kind: transform\nname: t\ninputs: [{ref: source.numbers}]\n"
+        "transform: SELECT * FROM numbers JOIN source.other USING (n)\n"
+    )
+
+    loaded = load(tmp_path, {"a.yml": SOURCE, "b.yml": other, "c.yml": text})
+
+    assert loaded.nodes["transform.t"].inputs == ("source.numbers", "source.other")
+    assert loaded.warnings == []
+
+
+def test_an_input_listed_twice_is_a_warning(tmp_path: Path) -> None:
+    text = (
+        "kind: transform\nname: t\ninputs:\n  - ref: source.numbers\n"
+        "  - ref: numbers\ntransform: SELECT n FROM numbers\n"
+    )
+
+    loaded = load(tmp_path, {"a.yml": SOURCE, "b.yml": text})
+
+    assert loaded.nodes["transform.t"].inputs == ("source.numbers",)
+    assert [str(w) for w in loaded.warnings] == [
+        (
+            "seeknal/b.yml:5: transform.t: input source.numbers is listed twice in "
+            "'inputs', first on line 4 (remove one of them)"
+        )
+    ]
+
+
+def test_an_input_the_sql_never_reads_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = SOURCE.replace("name: numbers", "name: other")
+    text = (
+        "kind: transform\nname: t\ninputs:\n  - ref: source.numbers\n"
+        "  - ref: source.other\ntransform: |\n  SELECT n\n  FROM numbers\n"
+    )
+
+    with caplog.at_level(logging.WARNING, logger="seeknal_jupyter"):
+        loaded = load(tmp_path, {"a.yml": SOURCE, "b.yml": other, "c.yml": text})
+
+    expected = (
+        "seeknal/c.yml:5: transform.t: input source.other is declared but not read "
+        "by the SQL (read it in the SQL as source.other, or remove it from 'inputs')"
+    )
+    assert loaded.nodes["transform.t"].inputs == ("source.numbers", "source.other")
+    assert [str(w) for w in loaded.warnings] == [expected]
+    assert [r.getMessage() for r in caplog.records] == [expected]
+
+
+def test_the_examples_load_without_warnings(tmp_path: Path) -> None:
+    for name in ("fraud-detection", "nyc-flights"):
+        root = init_example(name, tmp_path / name)
+        assert load_nodes(root).warnings == [], name

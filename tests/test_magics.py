@@ -333,7 +333,7 @@ def test_run_returns_the_result_and_a_failure_shows_the_summary(
         failed = ip.run_cell("%seeknal run --parallel")
     assert isinstance(failed.error_in_exec, UsageError)
     assert str(failed.error_in_exec).startswith(
-        "Run FAILED: 15 cached, 1 failed of 16 nodes"
+        "Run FAILED: 1 executed (1 failed), 15 cached of 16 nodes"
     )
     assert "\n" not in str(failed.error_in_exec)
     summaries = [o.data["text/html"] for o in shown.outputs if "text/html" in o.data]

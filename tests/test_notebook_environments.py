@@ -128,7 +128,7 @@ def test_feature_experimentation_notebook(tmp_path: Path, seeknal_kernel: str) -
     assert "15 output(s)" in promoted and "no data copied" in promoted
 
     after = cell_outputs(notebook, "after = %seeknal run --parallel")
-    assert "Run succeeded: 15 cached of 15 nodes" in text(after)
+    assert "Run succeeded: 0 executed, 15 cached of 15 nodes" in text(after)
     assert (
         "<EnvPlan check-after-promote: 0 nodes to execute"
         in data(after, "text/plain")[-1]

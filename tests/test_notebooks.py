@@ -78,9 +78,14 @@ def check_parallel_notebook(notebook: Any) -> None:
     """What 01_parallel_execution shows a reader."""
     assert not [o for o in outputs(notebook) if o.output_type == "error"]
     summaries = [s for s in rich(notebook, "text/html") if "seeknal-run" in s]
-    succeeded = [s for s in summaries if "Run succeeded: 15 success of 15 nodes" in s]
+    succeeded = [
+        s for s in summaries if "Run succeeded: 15 executed, 0 cached of 15 nodes" in s
+    ]
     assert len(succeeded) == 4
-    assert sum("Run succeeded: 15 cached of 15 nodes" in s for s in summaries) == 1
+    assert (
+        sum("Run succeeded: 0 executed, 15 cached of 15 nodes" in s for s in summaries)
+        == 1
+    )
     assert all(s.count(">SUCCESS<") == 15 for s in succeeded)
     (svg,) = rich(notebook, "image/svg+xml")
     assert drawn_nodes(svg) == 15
@@ -110,9 +115,9 @@ def check_flights_notebook(notebook: Any) -> None:
     assert drawn_nodes(first) == 13
     assert drawn_nodes(last) == 14
     summaries = " ".join(s for s in rich(notebook, "text/html") if "seeknal-run" in s)
-    assert "Run succeeded: 13 success of 13 nodes" in summaries
-    assert "Run succeeded: 1 success, 13 cached of 14 nodes" in summaries
-    assert "Run succeeded: 14 cached of 14 nodes" in summaries
+    assert "Run succeeded: 13 executed, 0 cached of 13 nodes" in summaries
+    assert "Run succeeded: 1 executed, 13 cached of 14 nodes" in summaries
+    assert "Run succeeded: 0 executed, 14 cached of 14 nodes" in summaries
     text = printed(notebook)
     assert "Added transform.carrier_monthly_delays: layer 3" in text
     assert "Saved to seeknal/transforms/carrier_monthly_delays.yml." in text
@@ -298,7 +303,7 @@ def test_widget_updates_arrive_while_the_cell_is_running(kernel: Kernel) -> None
         for _, m in messages
         if m["msg_type"] == "execute_result"
     ]
-    assert "Run succeeded: 16 success of 16 nodes" in summary[0]
+    assert "Run succeeded: 16 executed, 0 cached of 16 nodes" in summary[0]
 
 
 def test_the_cancel_button_stops_a_running_cell(kernel: Kernel) -> None:
@@ -335,7 +340,7 @@ def test_the_cancel_button_stops_a_running_cell(kernel: Kernel) -> None:
         if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"
     )
     assert re.fullmatch(
-        r"UsageError: Run FAILED: .*\d+ cancelled of 16 nodes in [\d.]+s\n", errors
+        r"UsageError: Run cancelled: .*\d+ cancelled of 16 nodes in [\d.]+s\n", errors
     )
     summaries = [
         m["content"]["data"]["text/html"]

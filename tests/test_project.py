@@ -109,17 +109,17 @@ def test_plan_writes_the_manifest(chain: Path) -> None:
         ("source.other", "transform.other_count"),
         ("transform.doubled", "transform.total"),
     ]
-    assert written["layers"] == [
-        ["source.numbers", "source.other"],
-        ["transform.doubled", "transform.other_count"],
-        ["transform.total"],
-    ]
+    assert written["layers"] == {
+        "1": ["source.numbers", "source.other"],
+        "2": ["transform.doubled", "transform.other_count"],
+        "3": ["transform.total"],
+    }
     expected = fingerprints(project.dag(), chain)
     assert {n: v["fingerprint"] for n, v in written["nodes"].items()} == expected
     total = written["nodes"]["transform.total"]
     assert total["inputs"] == ["transform.doubled"]
     assert (total["layer"], total["file"], total["tags"]) == (
-        2,
+        3,
         "seeknal/nodes.yml",
         ["daily"],
     )
@@ -305,19 +305,41 @@ def test_execution_plan_runs_nothing(chain: Path) -> None:
 
     text = str(plan)
     assert text.splitlines()[0] == (
-        "Execution plan (incremental, 2 workers): 5 to run, 0 cached"
+        "Dry run (incremental, 2 workers): 5 to run, 0 cached; nothing was run"
     )
-    assert "Layer 1: 2 node(s) (no inputs)" in text
-    assert "  [run   ] transform.total <- transform.doubled" in text
+    assert "Layer 1: 2 to run, 0 cached" in text
+    assert "  run     transform.total: no output yet" in text
+    assert str(plan.layout()).splitlines() == [
+        "Execution plan (incremental, 2 workers): 5 nodes in 3 layers",
+        "Layer 1: 2 nodes (no inputs)",
+        "  source.numbers",
+        "  source.other",
+        "Layer 2: 2 nodes (after layer 1)",
+        "  transform.doubled <- source.numbers",
+        "  transform.other_count <- source.other",
+        "Layer 3: 1 node (after layer 2)",
+        "  transform.total <- transform.doubled",
+    ]
     assert not (chain / "target" / "snapshots").exists()
     project.run(nodes=["+doubled"])
-    text = str(project.execution_plan())
-    assert "  [cached] transform.doubled <- source.numbers" in text
-    assert "3 to run, 2 cached" in text
+    edit(chain, "SUM(n2) AS total", "SUM(n2) + 1 AS total")
+    plan = project.execution_plan()
+    assert "  cached  transform.doubled" in str(plan)
+    assert "3 to run, 2 cached" in str(plan)
+    assert plan.reasons == {
+        "source.other": "no output yet",
+        "transform.other_count": "no output yet",
+        "transform.total": "no output yet",
+    }
     assert ran(project.run()) == {
         "transform.total",
         "source.other",
         "transform.other_count",
+    }
+    edit(chain, "n * 2 AS n2", "n * 3 AS n2")
+    assert project.execution_plan().reasons == {
+        "transform.doubled": "definition changed (expression of column n2 changed)",
+        "transform.total": "input transform.doubled re-runs",
     }
 
 
@@ -601,3 +623,163 @@ def test_show_refuses_a_negative_limit(chain: Path) -> None:
     assert str(error.value) == "limit must be 0 or more, got -1"
     assert len(project.show("doubled", limit=0)) == 0
     assert len(project.show("doubled", limit=2)) == 2
+
+
+MULTI_LINE = """\
+kind: transform
+name: wide
+description: several lines of SQL
+inputs: [{ref: source.numbers}]
+transform: |
+
+  SELECT n,
+         label,
+         n * 2 AS n2,,
+  FROM numbers
+"""
+
+
+def one_problem(root: Path) -> Any:
+    with pytest.raises(ProjectError) as failure:
+        Project(root).plan()
+    assert len(failure.value.problems) == 1
+    return failure.value.problems[0]
+
+
+def test_a_syntax_error_points_to_its_line_in_the_file(tmp_path: Path) -> None:
+    root = write_project(tmp_path, SOURCE, MULTI_LINE)
+
+    problem = one_problem(root)
+
+    lines = (root / "seeknal" / "nodes.yml").read_text().splitlines()
+    assert lines[problem.line - 1] == "         n * 2 AS n2,,"
+    assert problem.line == 18
+    assert str(problem) == (
+        "seeknal/nodes.yml:18: transform.wide: Parser Error: syntax error at or near "
+        '"," in: n * 2 AS n2,, (fix the SQL syntax)'
+    )
+
+
+def test_a_syntax_error_at_the_end_names_the_last_line(tmp_path: Path) -> None:
+    unfinished = MULTI_LINE.replace(",,", ",").replace(
+        "  FROM numbers\n", "  FROM numbers\n  WHERE n >\n"
+    )
+    root = write_project(tmp_path, SOURCE, unfinished)
+
+    problem = one_problem(root)
+
+    lines = (root / "seeknal" / "nodes.yml").read_text().splitlines()
+    assert lines[problem.line - 1] == "  WHERE n >"
+    assert (problem.line, problem.hint) == (20, "fix the SQL syntax")
+    assert problem.message == "Parser Error: syntax error at the end of the SQL"
+
+
+def test_an_unknown_column_lists_the_inputs_columns(tmp_path: Path) -> None:
+    typo = MULTI_LINE.replace("n * 2 AS n2,,", "n * 2 AS n2, lable")
+    root = write_project(tmp_path, SOURCE, typo)
+
+    problem = one_problem(root)
+
+    assert problem.line == 18
+    assert problem.message.startswith(
+        'Binder Error: Referenced column "lable" not found in FROM clause!'
+    )
+    assert problem.hint == "columns of its inputs: source.numbers: n, label"
+
+
+def test_an_unknown_table_lists_the_inputs(tmp_path: Path) -> None:
+    wrong = MULTI_LINE.replace("  FROM numbers", "  FROM numbrs").replace(",,", ",")
+    root = write_project(tmp_path, SOURCE, wrong)
+
+    problem = one_problem(root)
+
+    assert problem.line == 19
+    assert problem.message.startswith(
+        "Catalog Error: Table with name numbrs does not exist!"
+    )
+    assert problem.hint == (
+        "the SQL can read its inputs: source.numbers (as kind.name, or by bare "
+        "name when unambiguous)"
+    )
+
+
+def test_a_missing_feature_points_to_the_features(tmp_path: Path) -> None:
+    root = write_project(tmp_path, SOURCE, FEATURE_GROUP.split("---\n")[1])
+    (root / "seeknal" / "events.yml").write_text(FEATURE_GROUP.split("---\n")[0])
+    (root / "data" / "events.csv").write_text(
+        "user_id,amount,note,ts\n1,2.5,a,2024-01-01\n"
+    )
+
+    problem = one_problem(root)
+
+    lines = (root / "seeknal" / "nodes.yml").read_text().splitlines()
+    assert lines[problem.line - 1] == "features:"
+    assert problem.hint == "fix the SQL or the features so they match"
+    assert problem.message.startswith("feature(s) or key(s) big not in the SQL output")
+
+
+def test_show_reads_production_by_either_name_and_refuses_an_unknown_env(
+    chain: Path,
+) -> None:
+    project = Project(chain)
+    project.run()
+
+    for env in ("prod", "production"):
+        assert project.show("doubled", env=env)["n2"].tolist() == [2, 4, 6]
+    with pytest.raises(UsageError) as error:
+        project.show("doubled", env="nosuch")
+    assert str(error.value) == (
+        "no environment named 'nosuch'; existing: prod (make one with: "
+        "seeknal plan nosuch)"
+    )
+    with pytest.raises(UsageError, match="no environment named 'nosuch'"):
+        project.output_path("doubled", env="nosuch")
+
+
+def test_show_warns_when_an_output_is_stale(
+    chain: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    project = Project(chain)
+    project.run()
+    edit(chain, "n * 2 AS n2", "CAST('x' || n AS INTEGER) AS n2")
+
+    with pytest.raises(RunFailed) as failure:
+        project.run()
+    with caplog.at_level("WARNING", logger="seeknal_jupyter"):
+        frame = project.show("total")
+        fresh = project.show("other_count")
+
+    assert failure.value.result.stale == ["transform.doubled", "transform.total"]
+    assert frame["total"].tolist() == [12]
+    assert fresh["c"].tolist() == [2]
+    assert [r.getMessage() for r in caplog.records] == [
+        (
+            "transform.total: this output is stale (made from an earlier definition "
+            "or data); run it again to refresh it"
+        )
+    ]
+
+
+def test_a_subset_run_counts_the_layers_of_its_nodes(chain: Path) -> None:
+    result = Project(chain).run(nodes=["numbers", "other"])
+
+    assert (result.layer_count, result.layers) == (1, 3)
+    assert ("layers", "1 (of 3)") in result.totals()
+    assert result.headline().startswith(
+        "Run succeeded: 2 executed, 0 cached of 2 nodes"
+    )
+
+
+def test_schema_needs_no_run_and_gives_the_stored_types(chain: Path) -> None:
+    project = Project(chain)
+
+    schema = project.schema("total")
+
+    assert schema.columns == [("total", "BIGINT")]
+    assert str(schema).splitlines() == [
+        "transform.total (seeknal/nodes.yml:15): 1 column",
+        "  total   BIGINT",
+    ]
+    assert not (chain / "target" / "snapshots").exists()
+    project.run()
+    assert parquet_columns(project.output_path("total")) == schema.columns
