@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import shlex
 import shutil
 import signal
@@ -23,7 +24,7 @@ from seeknal_jupyter.errors import (
 )
 from seeknal_jupyter.events import Reporter
 from seeknal_jupyter.examples import EXAMPLES, init_example
-from seeknal_jupyter.project import Project
+from seeknal_jupyter.project import ExecutionPlan, Project
 from seeknal_jupyter.report import RunResult, TextReporter, plural
 from seeknal_jupyter.sql import KINDS
 from seeknal_jupyter.store import PRODUCTION
@@ -239,12 +240,23 @@ def build_parser(notebook: bool = False) -> ArgumentParser:
         help="multiply the row counts (fraud-detection only)",
     )
 
-    for name in ("plan", "parse"):
+    for name, summary in (
+        (
+            "plan",
+            (
+                "validate the project and write target/manifest.json; with ENV, "
+                "classify every change against production and save ENV's plan"
+            ),
+        ),
+        ("parse", "same as 'seeknal plan'"),
+    ):
         plan = commands.add_parser(
             name,
             parents=[common],
-            help="validate the project and write target/manifest.json; with ENV, "
-            "classify every change against production and save ENV's plan",
+            help=summary,
+            description="Validate the project (every node's SQL is bound against "
+            "its inputs' columns) and write target/manifest.json. With ENV, "
+            "classify every change against production and save ENV's plan.",
         )
         plan.add_argument(
             "env",
@@ -257,6 +269,9 @@ def build_parser(notebook: bool = False) -> ArgumentParser:
         "run",
         parents=[common],
         help="run the nodes whose outputs are missing or out of date",
+        description="Run the nodes whose outputs are missing or out of date, each "
+        "as soon as its inputs are done. Exit status 1 when a node fails, 130 "
+        "when interrupted.",
     )
     _add_run_options(run)
     run.add_argument(
@@ -463,7 +478,7 @@ def _apply(
 ) -> Any:
     from seeknal_jupyter import environments
 
-    return environments.apply(
+    result = environments.apply(
         project,
         args.env,
         reporter=reporter,
@@ -476,6 +491,11 @@ def _apply(
         tags=args.tags,
         types=args.types,
         cancel=getattr(reporter, "cancel", None),
+    )
+    return (
+        result.layout()
+        if isinstance(result, ExecutionPlan) and args.show_plan
+        else result
     )
 
 
@@ -690,8 +710,18 @@ def _carry_out(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
     if result is not None and not isinstance(result, RunResult):
-        print(result)
+        _print_result(result)
     return _interrupted() if cancel.is_set() else EXIT_OK
+
+
+def _print_result(result: Any) -> None:
+    """Print a result; a reader that went away (``| head``) ends it quietly."""
+    try:
+        print(result, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _interrupted() -> int:

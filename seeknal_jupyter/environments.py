@@ -271,7 +271,7 @@ class EnvPlan:
         if not self.breaking:
             return None
         return (
-            f"WARNING: {len(self.breaking)} BREAKING change(s). Columns that "
+            f"WARNING: {plural(len(self.breaking), 'BREAKING change')}. Columns that "
             "downstream readers use may be gone or different; check the nodes "
             "marked DEPENDENT on a BREAKING upstream before applying."
         )
@@ -715,8 +715,12 @@ def apply(
         _check_plan_current(saved, dag, fps, store, command)
         split = _split(project, saved, dag, selected, fps, full)
         store.touch(env)
+        reasons = {
+            n: "--full rebuilds every node" if full else _plan_reason(saved.changes[n])
+            for n in split.to_run
+        }
         return ExecutionPlan(
-            dag, split.to_run, split.kept + split.borrowed, workers, mode
+            dag, split.to_run, split.kept + split.borrowed, workers, mode, reasons
         )
     with store.writing(command):
         settle_plans(store)
@@ -762,6 +766,13 @@ def apply(
     if not result.ok:
         raise RunFailed(result)
     return result
+
+
+def _plan_reason(change: Change) -> str:
+    """Why an environment run builds a node: its class in the plan, and why."""
+    if not change.reasons:
+        return str(change.change_class)
+    return f"{change.change_class} ({'; '.join(change.reasons)})"
 
 
 @dataclass
@@ -825,9 +836,10 @@ class PromoteResult:
         target = _named(self.target)
         return (
             f"Promoted {self.source!r} to {target}: "
-            f"{len(self.promoted)} output(s) from {self.source}, {self.kept} kept, "
-            f"{len(self.removed)} removed, {len(self.relabelled)} definition(s) "
-            f"updated without running. {self.linked} output(s) "
+            f"{plural(len(self.promoted), 'output')} from {self.source}, "
+            f"{self.kept} kept, {len(self.removed)} removed, "
+            f"{plural(len(self.relabelled), 'definition')} updated without running. "
+            f"{plural(self.linked, 'output')} "
             f"({self.linked_bytes / 1e6:.1f} MB) linked, no data copied, in "
             f"{self.seconds:.3f}s; {target} now points to {self.generation}"
             + (
@@ -1271,8 +1283,9 @@ class DeleteResult:
 
     def __str__(self) -> str:
         return (
-            f"Deleted environment {self.env!r}: {self.generations} generation(s) and "
-            f"{self.snapshots} output(s) no environment uses "
+            f"Deleted environment {self.env!r}: "
+            f"{plural(self.generations, 'generation')} and "
+            f"{plural(self.snapshots, 'output')} no environment uses "
             f"({self.freed_bytes / 1e6:.1f} MB) removed"
         )
 

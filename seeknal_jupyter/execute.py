@@ -200,7 +200,8 @@ def source_query(
     missing = [c for c, _ in node.schema if c not in found]
     if missing:
         raise NodeError(
-            f"declared column(s) {', '.join(missing)} not in {node.spec['table']}; "
+            f"declared {'column' if len(missing) == 1 else 'columns'} "
+            f"{', '.join(missing)} not in {node.spec['table']}; "
             f"the file has: {', '.join(found)}"
         )
     return f"SELECT {columns} FROM {read}"
@@ -220,7 +221,8 @@ def _check_contract(
     missing = [c for c in wanted + [f for f, _ in node.features] if c not in produced]
     if missing:
         raise NodeError(
-            f"feature(s) or key(s) {', '.join(missing)} not in the SQL output; "
+            f"{'feature or key' if len(missing) == 1 else 'features or keys'} "
+            f"{', '.join(missing)} not in the SQL output; "
             f"it produced: {', '.join(produced)}"
         )
 

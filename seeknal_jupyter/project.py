@@ -1121,7 +1121,9 @@ def _binding_hint(
             + ", ".join(node.inputs)
             + " (as kind.name, or by bare name when unambiguous)"
         )
-    if "not found" in str(error) and inputs:
+    text = str(error)
+    unknown_column = "not found" in text or "does not have a column" in text
+    if unknown_column and inputs:
         return "columns of its inputs: " + "; ".join(
             f"{input_id}: {_listed(columns)}" for input_id, columns in inputs
         )

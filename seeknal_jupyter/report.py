@@ -140,7 +140,9 @@ class RunResult:
                     str(result.layer + 1),
                     result.status.upper(),
                     "" if result.rows is None else f"{result.rows:,}",
-                    f"{result.seconds:.2f}" if result.status != "cached" else "",
+                    ""
+                    if result.status in ("cached", "skipped")
+                    else f"{result.seconds:.2f}",
                 )
             )
         return rows
@@ -211,7 +213,9 @@ class TextReporter:
     The counter ``[k/N]`` counts the nodes built so far out of the N to run, so it
     reaches N only when every one of them succeeded; failed, skipped and cancelled
     nodes are listed without a number. ``cancel``, when given, is the event that
-    stops the run (a front end sets it, for instance on Ctrl-C).
+    stops the run (a front end sets it, for instance on Ctrl-C). When the reader
+    of the stream goes away (``seeknal run | head``), printing stops and the run
+    goes on.
     """
 
     def __init__(
@@ -220,14 +224,19 @@ class TextReporter:
         verbose: bool = True,
         cancel: threading.Event | None = None,
     ) -> None:
-        self.stream = stream or sys.stdout
+        self.stream: TextIO | None = stream or sys.stdout
         self.verbose = verbose
         self.cancel = cancel
         self.total = 0
         self.built = 0
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        if self.stream is None:
+            return
+        try:
+            print(text, file=self.stream, flush=True)
+        except BrokenPipeError:
+            self.stream = None
 
     def handle(self, event: Event) -> None:
         if isinstance(event, RunStarted):

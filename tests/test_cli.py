@@ -4,6 +4,7 @@ statuses, printed plans, interrupts, and the fraud example end to end."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -904,3 +905,23 @@ def test_a_failed_environment_run_counts_executed_like_its_summary(
             "production) of 2 nodes in "
         )
     )
+
+
+class GoneReader(io.StringIO):
+    """Standard output whose reader went away (as in ``seeknal run | head -1``)."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_project(tmp_path)
+    monkeypatch.setattr(sys, "stdout", GoneReader())
+
+    status = cli.main(["run", "--project", str(root)])
+
+    assert status == 0
+    state = Project(root).store.load_state("prod")
+    assert set(state.entries) == {"source.numbers", "transform.doubled"}

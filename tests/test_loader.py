@@ -398,7 +398,7 @@ def test_feature_missing_from_sql_fails_before_any_node_runs(tmp_path: Path) -> 
         Project(root).run()
 
     assert str(error.value).splitlines()[1].strip() == (
-        "seeknal/b.yml:8: feature_group.number_features: feature(s) or key(s) "
+        "seeknal/b.yml:8: feature_group.number_features: feature or key "
         "label_upper not in the SQL output; it produced: n, label_length "
         "(fix the SQL or the features so they match)"
     )

@@ -123,9 +123,9 @@ def test_feature_experimentation_notebook(tmp_path: Path, seeknal_kernel: str) -
 
     promoted = text(cell_outputs(notebook, "promoted = %seeknal promote"))
     assert promoted.startswith(
-        "Promoted 'experiment' to production: 2 output(s) from experiment, 13 kept"
+        "Promoted 'experiment' to production: 2 outputs from experiment, 13 kept"
     )
-    assert "15 output(s)" in promoted and "no data copied" in promoted
+    assert "15 outputs" in promoted and "no data copied" in promoted
 
     after = cell_outputs(notebook, "after = %seeknal run --parallel")
     assert "Run succeeded: 0 executed, 15 cached of 15 nodes" in text(after)

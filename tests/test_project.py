@@ -715,7 +715,7 @@ def test_a_missing_feature_points_to_the_features(tmp_path: Path) -> None:
     lines = (root / "seeknal" / "nodes.yml").read_text().splitlines()
     assert lines[problem.line - 1] == "features:"
     assert problem.hint == "fix the SQL or the features so they match"
-    assert problem.message.startswith("feature(s) or key(s) big not in the SQL output")
+    assert problem.message.startswith("feature or key big not in the SQL output")
 
 
 def test_show_reads_production_by_either_name_and_refuses_an_unknown_env(
