@@ -432,7 +432,7 @@ def test_c01_twenty_runs_in_one_shell_then_one_in_a_new_kernel(
         assert result.error_in_exec is None, shown.stdout + shown.stderr
         c01_assert_clean(shown.stdout + shown.stderr)
         assert "full, 8 workers: 10 to run, 0 cached" in shown.stdout
-        assert "Run succeeded: 10 success of 10 nodes" in shown.stdout
+        assert "Run succeeded: 10 executed, 0 cached of 10 nodes" in shown.stdout
         c01_assert_values(c01_outputs(root))
         assert c01_digests(root) == sequential
 
@@ -445,7 +445,7 @@ def test_c01_twenty_runs_in_one_shell_then_one_in_a_new_kernel(
     c01_assert_clean(json.dumps(outputs))
     summary = [o.data["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     assert len(summary) == 1
-    assert "Run succeeded: 10 success of 10 nodes" in summary[0]
+    assert "Run succeeded: 10 executed, 0 cached of 10 nodes" in summary[0]
     assert "workers: <b>8</b>" in summary[0]
     c01_assert_values(c01_outputs(root))
     assert c01_digests(root) == sequential
@@ -538,7 +538,7 @@ def test_c04_killed_run_leaves_only_whole_files(tmp_path: Path) -> None:
 
 C04_PARTIALS = Path("target/snapshots/transform/readings_clean")
 C04_ATTEMPTS = 5
-C04_CANCELLED = "Run FAILED: 1 cached, 1 skipped, 1 cancelled of 3 nodes"
+C04_CANCELLED = "Run cancelled: 0 executed, 1 cached, 1 skipped, 1 cancelled of 3 nodes"
 
 
 def c04_wait_for_partial(root: Path, running: Callable[[], bool]) -> Path | None:
@@ -616,7 +616,11 @@ def test_c04_sigint_to_a_cli_run_keeps_earlier_output(tmp_path: Path) -> None:
     assert run.returncode == 130, out + err
     assert "transform.readings_clean: interrupted while running" in out
     assert C04_CANCELLED in out
-    assert err == "Run cancelled; the next run resumes.\n"
+    assert err == (
+        "Stopping: no new node starts and running queries are interrupted "
+        "(Ctrl-C again to abort at once)\n"
+        "Interrupted: what finished is kept; the next run resumes from there.\n"
+    )
     c04_assert_interrupted_cleanly(root, digest, finals)
 
     again = seeknal_cli("run", "--project", str(root))
@@ -673,7 +677,9 @@ def test_c04_kernel_interrupt_during_the_run_magic_keeps_earlier_output(
         kernel.close()
 
     assert (reply["status"], reply["ename"]) == ("error", "UsageError")
-    assert reply["evalue"].startswith("Run FAILED: 1 cached, 1 failed, 1 skipped of 3")
+    assert reply["evalue"].startswith(
+        "Run FAILED: 1 executed (1 failed), 1 cached, 1 skipped of 3"
+    )
     c04_assert_next_run_executes_readings_clean(shown_html(messages), root)
     c04_assert_v1_output_kept(root, digest)
 
@@ -1018,7 +1024,7 @@ def test_c14_valid_nodes_write_nothing_outside_the_project(
     drawn = outside.cli("dag", "--output", str(root / "dag.svg"))
 
     assert [d.returncode for d in (ran, planned, applied, drawn)] == [0, 0, 0, 0]
-    assert "Run succeeded: 3 success of 3 nodes" in ran.stdout
+    assert "Run succeeded: 3 executed, 0 cached of 3 nodes" in ran.stdout
     assert rows(Project(root), "sentinel") == [(42,)]
     outside.assert_nothing_written()
 
@@ -1412,9 +1418,9 @@ def test_c17_command_line_fails_after_the_full_summary(tmp_path: Path) -> None:
     assert totals > table + 6
     assert "succeeded: 3" in lines[totals] and "failed: 1, skipped: 2" in lines[totals]
     after = lines[totals + 1 :]
-    verdict = "Run FAILED: 3 success, 1 failed, 2 skipped of 6 nodes in "
-    assert next(line for line in after if line.startswith("Run ")).startswith(verdict)
-    assert after[-1].startswith(f"error: {verdict}")
+    verdict = "Run FAILED: 4 executed (1 failed), 0 cached, 2 skipped of 6 nodes in "
+    assert [line for line in after if line.startswith("Run ")] == [after[-1]]
+    assert after[-1].startswith(verdict)
     assert not [line for line in after if "succeeded" in line]
     assert "completed successfully" not in done.stdout.lower()
     assert "Run succeeded" not in done.stdout
@@ -1445,7 +1451,7 @@ def test_c17_widget_progress_shows_3_of_6_with_failed_and_skipped(
 
     assert isinstance(result.error_in_exec, IPythonUsageError)
     assert str(result.error_in_exec).startswith(
-        "Run FAILED: 3 success, 1 failed, 2 skipped of 6 nodes"
+        "Run FAILED: 4 executed (1 failed), 0 cached, 2 skipped of 6 nodes"
     )
     view = "application/vnd.jupyter.widget-view+json"
     panels = [o for o in shown.outputs if view in o.data]
