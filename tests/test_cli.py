@@ -515,10 +515,7 @@ def test_show_in_an_unknown_environment_is_a_one_line_error(tmp_path: Path) -> N
 
     assert done.returncode == 2
     assert done.stdout == ""
-    assert done.stderr == (
-        "error: no environment named 'nosuch'; existing: prod "
-        "(make one with: seeknal plan nosuch)\n"
-    )
+    assert done.stderr == ("error: no environment 'nosuch' (environments: none)\n")
     production = seeknal("show", "doubled", cwd=root).stdout
     assert production.split() == ["n2", "0", "2", "1", "4", "2", "6"]
     for name in ("prod", "production"):
@@ -554,10 +551,7 @@ def test_diff_compares_an_environment_with_production(tmp_path: Path) -> None:
         "production   2",
     ]
     assert unknown.returncode == 2
-    assert unknown.stderr == (
-        "error: no environment named 'nosuch'; existing: prod, dev "
-        "(make one with: seeknal plan nosuch)\n"
-    )
+    assert unknown.stderr == ("error: no environment 'nosuch' (environments: dev)\n")
 
 
 def test_project_and_verbose_go_before_or_after_the_command(tmp_path: Path) -> None:
@@ -738,7 +732,7 @@ def test_one_node_runs_read_in_the_singular(tmp_path: Path) -> None:
     plan = seeknal("run", "--show-plan", "--nodes", "numbers", cwd=root)
 
     assert done.stdout.splitlines()[0] == (
-        f"Running {root.name} [prod] — incremental, 1 worker: 1 to run, 0 cached, "
+        f"Running {root.name} [production] — incremental, 1 worker: 1 to run, 0 cached, "
         "2 nodes in 2 layers"
     )
     assert re.search(
@@ -871,7 +865,7 @@ def test_show_schema_and_a_source_preview_before_any_run(tmp_path: Path) -> None
     )
     assert not_run.returncode == 2
     assert not_run.stderr == (
-        "error: transform.all_customers has no output in 'prod' yet; run it first: "
+        "error: transform.all_customers has no output in production yet; run it first: "
         "seeknal run --nodes +all_customers\n"
     )
     assert not (tmp_path / "target" / "snapshots").exists()

@@ -934,7 +934,7 @@ def test_apply_refuses_metadata_edits_made_after_the_plan(project: Project) -> N
     environments.plan(project, "experiment")
     edit(project, "owner: fraud-team", "owner: risk-team")
     message = (
-        r"the project changed since 'seeknal plan experiment' \(1 node\(s\) differ, "
+        r"the project changed since 'seeknal plan experiment' \(1 node changed, "
         r"first feature_group.txn_features: owner changed\); re-plan with: "
         r"seeknal plan experiment"
     )
@@ -1214,7 +1214,7 @@ def test_production_answers_to_prod_and_production(
     result = environments.promote(project, "dev", "production")
 
     assert result.target == PRODUCTION
-    assert str(result).startswith("Promoted 'dev' to production: 2 output(s)")
+    assert str(result).startswith("Promoted 'dev' to production: 2 outputs")
     assert check_production(project)[TXN] == plan.fingerprints[TXN]
     assert not (project.target / "environments/production").exists()
     listing = environments.list_environments(project)
@@ -1234,7 +1234,7 @@ def test_production_answers_to_prod_and_production(
         classes = environments.load_plan(project, name).classes()
         assert set(classes.values()) == {"UNCHANGED"}
         assert cli.main(["run", "--env", name, "--project", str(project.root)]) == 0
-        assert "Run succeeded: 15 cached of 15 nodes" in capsys.readouterr().out
+        assert "Run succeeded: 0 executed, 15 cached of 15 nodes" in capsys.readouterr().out
     assert not (project.target / "environments/prod").exists()
     assert not (project.target / "environments/production").exists()
 

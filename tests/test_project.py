@@ -728,11 +728,8 @@ def test_show_reads_production_by_either_name_and_refuses_an_unknown_env(
         assert project.show("doubled", env=env)["n2"].tolist() == [2, 4, 6]
     with pytest.raises(UsageError) as error:
         project.show("doubled", env="nosuch")
-    assert str(error.value) == (
-        "no environment named 'nosuch'; existing: prod (make one with: "
-        "seeknal plan nosuch)"
-    )
-    with pytest.raises(UsageError, match="no environment named 'nosuch'"):
+    assert str(error.value) == ("no environment 'nosuch' (environments: none)")
+    with pytest.raises(UsageError, match="no environment 'nosuch'"):
         project.output_path("doubled", env="nosuch")
 
 
