@@ -334,7 +334,7 @@ class EnvPlan:
         from seeknal_jupyter import graph
 
         try:
-            return graph.picture(self.source, plan_env=self.env)._repr_html_()
+            return graph.picture(self.source, plan_env=self.env).html()
         except (ProjectError, UsageError) as error:
             log.info("no plan picture for %s: %s", self.env, error)
             return ""
@@ -1061,6 +1061,7 @@ def _recorded_node(node_id: str, record: dict[str, Any]) -> Node | None:
 
 def _copy_out(snapshot: Path, path: Path, fmt: str) -> None:
     conn = duckdb.connect()
+    conn.execute("SET enable_progress_bar = false")
     try:
         conn.execute(
             f"COPY (SELECT * FROM read_parquet({quote_literal(str(snapshot))})) "
@@ -1437,6 +1438,7 @@ def diff(project: Project, node: str, env: str, limit: int = 10) -> NodeDiff:
     env_path = store.target / own.snapshot if own else None
     prod_path = store.target / production.snapshot if production else None
     conn = duckdb.connect()
+    conn.execute("SET enable_progress_bar = false")
     try:
         return _compare_outputs(conn, node_id, env, env_path, prod_path, limit)
     finally:

@@ -97,6 +97,7 @@ def open_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
         config["memory_limit"] = settings.memory_limit
     conn = duckdb.connect(":memory:", config=config)
     conn.execute(f"SET TimeZone = {quote_literal(settings.time_zone)}")
+    conn.execute("SET enable_progress_bar = false")
     for kind in KINDS:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(kind)}")
     return conn

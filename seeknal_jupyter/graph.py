@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from seeknal_jupyter.dag import Dag
 from seeknal_jupyter.environments import load_plan
 from seeknal_jupyter.project import Project
-from seeknal_jupyter.render import DagPicture, DrawNode, draw
+from seeknal_jupyter.render import MAX_NODES, DagPicture, DrawNode, draw
 from seeknal_jupyter.report import RunResult
 
 
@@ -16,7 +16,7 @@ def picture(
     plan_env: str | None = None,
     result: RunResult | None = None,
     *,
-    max_nodes: int = 300,
+    max_nodes: int = MAX_NODES,
     engine: str = "auto",
 ) -> DagPicture:
     """Draw the project's DAG, one rank per layer.

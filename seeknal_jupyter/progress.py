@@ -160,6 +160,7 @@ class ProgressPanel:
             comms = KernelComms.of_running_kernel()
             poll = comms.poll if comms else None
         self._poll = poll
+        self.can_cancel = poll is not None
         self.nodes: dict[str, NodeRow] = {}
         self.result: RunResult | None = None
         self._started: RunStarted | None = None
@@ -179,6 +180,10 @@ class ProgressPanel:
             description="Cancel", button_style="warning", icon="stop"
         )
         self.cancel_button.on_click(self._on_cancel)
+        self.stop_note = widgets.HTML(
+            "<i>Interrupt the kernel to stop the run (the Cancel button needs "
+            "ipykernel 7 or later).</i>"
+        )
         self.box = widgets.VBox()
 
     def handle(self, event: Event) -> None:
@@ -191,7 +196,8 @@ class ProgressPanel:
         elif isinstance(event, NodeFinished):
             row = self.nodes[event.node_id]
             row.state, row.rows = event.status, event.rows
-            row.seconds = None if event.status == "cached" else event.seconds
+            untimed = event.status in ("cached", "skipped")
+            row.seconds = None if untimed else event.seconds
         elif isinstance(event, RunFinished):
             self._finish(event.result)
             return
@@ -225,7 +231,11 @@ class ProgressPanel:
         self._last_refresh = self.clock()
 
     def text(self) -> str:
-        """The panel as plain text, for front ends that cannot show widgets."""
+        """The panel as plain text, for front ends that cannot show widgets.
+
+        Such a front end shows it when the run starts and once more when it
+        ends; by then it also lists every node with its state, rows and seconds.
+        """
         lines = [self._headline()]
         rows = list(self.nodes.values())
         lines.append(
@@ -234,8 +244,22 @@ class ProgressPanel:
         for bar, count in zip(self.layer_bars, self.layer_counts, strict=True):
             lines.append(f"{bar.description:<9}  {count.value.replace(' / ', '/')}")
         if self.result is not None:
+            lines.extend(self._node_lines())
+            lines.extend(f"  {note}" for note in self.result.notes())
             lines.append(self.result.headline())
         return "\n".join(lines)
+
+    def _node_lines(self) -> list[str]:
+        width = max((len(node_id) for node_id in self.nodes), default=4)
+        lines = []
+        for row in self.nodes.values():
+            rows = "" if row.rows is None else f"{row.rows:,} rows"
+            seconds = "" if row.seconds is None else f"{row.seconds:.2f} s"
+            lines.append(
+                f"  {row.node_id:<{width}}  layer {row.layer + 1}  {row.state:<9}  "
+                f"{rows:>14}  {seconds:>8}".rstrip()
+            )
+        return lines
 
     def _start(self, event: RunStarted) -> None:
         self._started = event
@@ -263,7 +287,8 @@ class ProgressPanel:
             widgets.HBox([bar, count])
             for bar, count in zip(self.layer_bars, self.layer_counts, strict=True)
         ]
-        self.box.children = [self.title, *rows, self.table, self.cancel_button]
+        stop = self.cancel_button if self.can_cancel else self.stop_note
+        self.box.children = [self.title, *rows, self.table, stop]
         self.refresh()
         self._handle = self._display(_PanelView(self), display_id=True)
 

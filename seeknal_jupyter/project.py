@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -58,6 +58,9 @@ from seeknal_jupyter.store import (
     write_text_atomically,
 )
 from seeknal_jupyter.yamlfile import Mapping
+
+if TYPE_CHECKING:
+    from seeknal_jupyter.cells import NodeChange, NodeRemoval
 
 log = logging.getLogger(__name__)
 
@@ -759,6 +762,7 @@ class Project:
             )
         path = quote_literal(str(self.target / entry.snapshot))
         conn = duckdb.connect()
+        conn.execute("SET enable_progress_bar = false")
         try:
             return _rows(conn, f"SELECT * FROM read_parquet({path})", limit)
         finally:
@@ -767,6 +771,7 @@ class Project:
     def _preview_source(self, node: Node, limit: int | None) -> Any:
         """The first rows of a source's data file, read as a run would read it."""
         conn = duckdb.connect()
+        conn.execute("SET enable_progress_bar = false")
         try:
             check_source_files(node, self.root)
             frame = _rows(conn, source_query(conn, node, self.root), limit)
@@ -813,6 +818,93 @@ class Project:
             raise UsageError(f"the columns of {node_id} are not known: {why}")
         stored = [(c, "BIGINT" if t in WIDE_INTEGERS else t) for c, t in columns]
         return NodeSchema(node_id, dag.nodes[node_id].location, stored)
+
+    def add_node(
+        self,
+        kind: str,
+        name: str,
+        sql: str | None = None,
+        yaml: str | None = None,
+        inputs: Iterable[str] = (),
+    ) -> NodeChange:
+        """Add a node to the project, or replace the one with the same id, in memory.
+
+        The node lives in :attr:`cells` beside the YAML files (a file node of the
+        same id is set aside) until :meth:`remove_node` or :meth:`save_node`.
+
+        Args:
+            kind: source, transform, feature_group or exposure.
+            name: the node's name; its id is ``kind.name``.
+            sql: the node's SQL (not for sources).
+            yaml: or the node's YAML fields, as in a node file.
+            inputs: upstream nodes of a SQL node (``kind.name`` or a bare name).
+
+        Returns:
+            What was added or replaced, with how the node classifies against
+            production.
+
+        Raises:
+            UsageError: the node is malformed, the project does not load with it,
+                or its SQL does not bind against its inputs' columns; the previous
+                definition is kept.
+        """
+        from seeknal_jupyter import cells
+
+        return cells.add_node(self, kind, name, sql, yaml, inputs)
+
+    def remove_node(self, node: str) -> NodeRemoval:
+        """Take a node added with :meth:`add_node` out of the project.
+
+        Raises:
+            UsageError: ``node`` is not a cell node, or other nodes read it and
+                no file defines it.
+        """
+        from seeknal_jupyter import cells
+
+        return cells.remove_node(self, node)
+
+    def save_node(self, node_id: str) -> Path:
+        """Write a cell node to ``seeknal/<kind>s/<name>.yml`` and let the file define it.
+
+        The file is the one already defining the node alone, if there is one. The
+        cell entry is dropped once the project loads the file back to the same node.
+
+        Returns:
+            The file written, relative to the project folder.
+
+        Raises:
+            UsageError: ``node_id`` is not a cell node, another file defines it among
+                other nodes, or the file does not load back to the same node
+                (nothing is kept then).
+        """
+        from seeknal_jupyter import cells
+
+        return cells.save_node(self, node_id)
+
+    def check_node(self, node_id: str) -> None:
+        """Bind one node's SQL against its inputs' columns, as ``plan`` does.
+
+        Inputs with an up-to-date production output are read from it; the others
+        are bound too, or taken from an earlier plan's schema check.
+
+        Raises:
+            ProjectError: the node (or an input it needs) does not bind.
+        """
+        dag = self.dag()
+        fps = fingerprints(dag, self.root)
+        state = self.store.load_state(PRODUCTION)
+        built = {
+            n: self.target / entry.snapshot
+            for n, entry in state.entries.items()
+            if n in dag.nodes
+            and entry.fingerprint == fps[n]
+            and (self.target / entry.snapshot).exists()
+        }
+        needed = dag.upstream_of([node_id]) - set(built)
+        to_check = [n for n in dag.order if n in needed or n == node_id]
+        check_schemas(
+            dag, to_check, built.__getitem__, self.root, fps, self._known_schemas()
+        )
 
 
 def _rows(conn: duckdb.DuckDBPyConnection, query: str, limit: int | None) -> Any:

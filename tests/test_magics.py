@@ -19,7 +19,8 @@ from IPython.utils.capture import capture_output
 
 from seeknal_jupyter import cli
 from seeknal_jupyter.examples import init_example
-from seeknal_jupyter.magics import SeeknalMagics, dump_document
+from seeknal_jupyter.cells import dump_document
+from seeknal_jupyter.magics import SeeknalMagics
 from seeknal_jupyter.project import Project
 from seeknal_jupyter.render import DagPicture
 from seeknal_jupyter.report import RunResult, TextReporter
