@@ -253,7 +253,8 @@ class ProgressPanel:
         width = max((len(node_id) for node_id in self.nodes), default=4)
         lines = []
         for row in self.nodes.values():
-            rows = "" if row.rows is None else f"{row.rows:,} rows"
+            rows = "" if row.rows is None else f"{row.rows:,} row"
+            rows += "s" if row.rows not in (None, 1) else ""
             seconds = "" if row.seconds is None else f"{row.seconds:.2f} s"
             lines.append(
                 f"  {row.node_id:<{width}}  layer {row.layer + 1}  {row.state:<9}  "

@@ -104,6 +104,16 @@ def test_the_panel_reaches_its_maximum_after_a_parallel_run(fraud: Path) -> None
         "layer 4    1/1",
     ]
     assert final[-1] == result.headline()
+    width = max(len(node_id) for node_id in result.nodes)
+    assert final[6:-1] == [
+        f"  {node_id:<{width}}  layer {outcome.layer + 1}  success    "
+        f"{f'{outcome.rows:,} rows':>14}  {f'{outcome.seconds:.2f} s':>8}"
+        for node_id, outcome in sorted(
+            result.nodes.items(), key=lambda item: item[1].layer
+        )
+    ]
+    assert "  source.transactions" in final[6] and "10,000 rows" in final[6]
+    assert panel.box.children[-1] is panel.cancel_button
 
 
 def test_cached_nodes_count_as_done(fraud: Path) -> None:
@@ -220,3 +230,49 @@ def test_a_failed_run_shows_what_failed_and_was_skipped_not_all_done(
         "danger",
         "danger",
     ]
+
+
+def test_without_a_way_to_deliver_clicks_the_panel_says_to_interrupt(
+    fraud: Path,
+) -> None:
+    shown = Shown()
+    panel = ProgressPanel(display=shown)
+
+    Project(fraud).run(parallel=True, reporter=panel, cancel=panel.cancel)
+
+    assert not panel.can_cancel
+    assert panel.cancel_button not in panel.box.children
+    assert panel.box.children[-1] is panel.stop_note
+    assert panel.stop_note.value == (
+        "<i>Interrupt the kernel to stop the run (the Cancel button needs "
+        "ipykernel 7 or later).</i>"
+    )
+
+
+def test_the_text_of_a_failed_run_lists_what_failed_and_why(tmp_path: Path) -> None:
+    case = Path(__file__).parent / "cases" / "C17"
+    project_dir = tmp_path / "c17"
+    (project_dir / "seeknal").mkdir(parents=True)
+    shutil.copytree(case / "data", project_dir / "data")
+    shutil.copy(case / "nodes.yml", project_dir / "seeknal" / "nodes.yml")
+    shown = Shown()
+    panel = ProgressPanel(display=shown, poll=lambda: None)
+
+    with pytest.raises(RunFailed) as failure:
+        Project(project_dir).run(max_workers=4, reporter=panel)
+
+    result = failure.value.result
+    text = shown.updated[-1]["text/plain"].splitlines()
+    states = {
+        line.split()[0]: line.split()[3]
+        for line in text
+        if line.startswith("  ") and " layer " in line
+    }
+    assert states == result.statuses()
+    for note in result.notes():
+        assert f"  {note}" in text
+    rows = {line.split()[0]: line.split()[4:6] for line in text if " layer " in line}
+    assert rows["source.payments"][:2] == ["3", "rows"]
+    assert rows["transform.d"][:2] == ["1", "row"]
+    assert rows["transform.c"] == rows["transform.e"] == []
+    assert text[-1] == result.headline()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import html
 import logging
+import random
 import re
 import shutil
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import pytest
+from IPython.core.formatters import DisplayFormatter
 
 from seeknal_jupyter import render
 from seeknal_jupyter.render import DagPicture, DrawNode, draw
@@ -423,11 +427,26 @@ def test_html_is_the_inline_svg_or_an_escaped_text_view() -> None:
     rendered = draw(awkward_nodes(), engine="wasm")
     text_only = draw(awkward_nodes(), engine="text")
 
-    assert rendered._repr_html_().startswith("<svg")
+    assert rendered.html().startswith("<svg")
     assert rendered._repr_svg_() == rendered.svg
-    html = text_only._repr_html_()
+    html = text_only.html()
     assert html.startswith("<pre>") and html.endswith("</pre>")
     assert "source.x&lt;y&gt;&amp;&quot;z&quot;" in html
+
+
+def test_a_notebook_stores_the_picture_once() -> None:
+    formatter = DisplayFormatter()
+    rendered = draw(fraud_nodes(), engine="wasm")
+    text_only = draw(fraud_nodes(), engine="text")
+
+    shown, _ = formatter.format(rendered)
+    fallback, _ = formatter.format(text_only)
+
+    assert sorted(shown) == ["image/svg+xml", "text/plain"]
+    assert shown["image/svg+xml"] == rendered.svg
+    assert shown["text/plain"] == rendered.text
+    assert sorted(fallback) == ["text/html", "text/plain"]
+    assert fallback["text/html"] == f"<pre>{html.escape(text_only.text)}</pre>"
 
 
 def test_large_graph_collapses_to_one_box_per_layer_and_kind() -> None:
@@ -460,11 +479,71 @@ def test_large_graph_collapses_to_one_box_per_layer_and_kind() -> None:
         for label in texts(edge)
     ]
     assert sum(edge_counts) == sum(len(node.inputs) for node in nodes)
-    assert texts(groups[f"{GROUP}0.source"])[1] == "5 failed · 245 success"
+    assert texts(groups[f"{GROUP}0.source"]) == [
+        "source × 250",
+        "layer 1",
+        "5 failed · 245 success",
+    ]
     assert shape_fill(groups[f"{GROUP}0.source"]) == "#fca5a5"
     assert "(collapsed: 1,000 nodes shown as 6 groups of (layer, kind))" in picture.dot
     assert sorted(rank_blocks(picture.dot)) == [0, 1, 2, 3]
     assert "transform × 125  <- transform × 250 (250 edges)" in repr(picture)
+
+
+def timed_nodes(count: int) -> list[DrawNode]:
+    """`generated_nodes(count)` with seconds: node i took i / 100 s, cached ones none."""
+    return [
+        replace(node, seconds=index / 100)
+        if index % 3
+        else replace(node, status="cached")
+        for index, node in enumerate(generated_nodes(count))
+    ]
+
+
+def test_the_default_collapses_above_a_hundred_nodes() -> None:
+    assert render.MAX_NODES == 100
+    full = draw(timed_nodes(100), mode="status", engine="wasm")
+    collapsed = draw(timed_nodes(101), mode="status", engine="wasm")
+
+    assert full.svg is not None and collapsed.svg is not None
+    assert len(drawn_nodes(full.svg)) == 100
+    assert "collapsed" not in full.text
+    assert collapsed.text.splitlines()[:2] == [
+        "(collapsed: 101 nodes shown as 6 groups of (layer, kind))",
+        "6 groups in 4 layers",
+    ]
+    assert len(drawn_nodes(collapsed.svg)) == 6
+
+
+def test_collapsed_groups_keep_their_layer_with_counts_and_summed_seconds() -> None:
+    nodes = timed_nodes(101)
+    sources = [node for node in nodes if node.id.startswith("source.")]
+    timed = [node.seconds for node in sources if node.seconds is not None]
+    assert (len(sources), len(timed)) == (26, 17)
+
+    picture = draw(nodes, mode="status", engine="wasm")
+
+    assert picture.svg is not None
+    group = drawn_nodes(picture.svg)[f"{GROUP}0.source"]
+    assert texts(group) == [
+        "source × 26",
+        "layer 1",
+        "17 success · 9 cached",
+        "2.17 s in all",
+    ]
+    assert sum(timed) == pytest.approx(2.17)
+    assert (
+        "  source × 26  [17 success · 9 cached, 2.17 s in all]"
+        in picture.text.splitlines()
+    )
+    plan = draw(nodes, mode="plan", engine="text")
+    assert "  source × 26  [26 UNCHANGED]" in plan.text.splitlines()
+    kinds = draw(nodes, engine="wasm")
+    assert kinds.svg is not None
+    assert texts(drawn_nodes(kinds.svg)[f"{GROUP}0.source"]) == [
+        "source × 26",
+        "layer 1",
+    ]
 
 
 def test_graph_at_max_nodes_is_not_collapsed() -> None:
@@ -531,6 +610,37 @@ def test_a_renderer_that_hangs_times_out_to_text(
 
     assert picture.engine == "text"
     assert time.perf_counter() - started < 2
+
+
+def dense_nodes(width: int, fan_in: int) -> list[DrawNode]:
+    """Three layers of `width` nodes, each reading `fan_in` random ones before it."""
+    chooser = random.Random(1)
+    layers: list[list[DrawNode]] = [
+        [DrawNode(f"source.s{i}", "source", 0, ()) for i in range(width)]
+    ]
+    for layer, kind in ((1, "transform"), (2, "exposure")):
+        before = [node.id for node in layers[-1]]
+        layers.append(
+            [
+                DrawNode(
+                    f"{kind}.n{i}", kind, layer, tuple(chooser.sample(before, fan_in))
+                )
+                for i in range(width)
+            ]
+        )
+    return [node for layer in layers for node in layer]
+
+
+def test_a_wasm_render_that_times_out_does_not_block_the_next_one() -> None:
+    hairball = dense_nodes(150, 25)
+
+    stuck = draw(hairball, engine="wasm", max_nodes=len(hairball), timeout=0.3)
+    picture = draw(fraud_nodes(), engine="wasm", timeout=4)
+
+    assert stuck.engine == "text"
+    assert picture.engine == "wasm"
+    assert picture.svg is not None
+    assert len(drawn_nodes(picture.svg)) == 15
 
 
 def test_a_cycle_draws_without_looping() -> None:
