@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import re
 import shutil
 from contextlib import redirect_stdout
@@ -16,11 +17,14 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
+from traitlets import TraitError
 
 from seeknal_jupyter import cli
-from seeknal_jupyter.examples import init_example
 from seeknal_jupyter.cells import dump_document
+from seeknal_jupyter.errors import UsageError as SeeknalUsageError
+from seeknal_jupyter.examples import init_example
 from seeknal_jupyter.magics import SeeknalMagics
+from seeknal_jupyter.progress import ProgressPanel
 from seeknal_jupyter.project import Project
 from seeknal_jupyter.render import DagPicture
 from seeknal_jupyter.report import RunResult, TextReporter
@@ -169,6 +173,48 @@ def test_every_command_line_parses_the_same_in_the_magic() -> None:
         _subcommands(cli.build_parser())
     )
     assert "project" in notebook_only
+
+
+def _help(words: list[str]) -> list[str]:
+    """A command line ending in --help, as the words of the usage and help it prints."""
+    return " ".join(words).replace("%seeknal", "seeknal").split()
+
+
+def test_every_command_and_flag_gets_the_same_help_through_the_magic(
+    ip: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = list(command_lines(cli.build_parser()))
+    assert len(lines) > 50
+    for words in lines:
+        command = words[1] if words[0] == "-v" else words[0]
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            cli.main([*words, "--help"])
+        printed = capsys.readouterr().out
+        assert printed.startswith(f"usage: seeknal {command}"), words
+        assert seeknal(ip, " ".join([*words, "--help"])) is None
+        shown = capsys.readouterr().out
+        assert shown.startswith(f"usage: %seeknal {command}"), words
+        assert _help([shown]) == _help([printed]), words
+
+
+def test_dry_runs_of_every_selection_print_the_same_through_the_magic(
+    ip: Any, fraud: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    for line in (
+        "run --dry-run",
+        "run --dry-run --full --parallel",
+        "run --dry-run --max-workers 3 --nodes txn_features+",
+        "run --dry-run --tags fraud --types source",
+        "run --show-plan --nodes +training_data",
+    ):
+        printed = _cli(capsys, line, fraud)
+        shown = seeknal(ip, line)
+        assert printed.strip() == str(shown), line
+    assert "Execution plan (incremental, 3 workers): 2 to run, 0 cached" in _cli(
+        capsys, "run --dry-run --max-workers 3 --nodes txn_features+", fraud
+    )
 
 
 def _cli(capsys: pytest.CaptureFixture[str], line: str, project: Path) -> str:
@@ -482,7 +528,7 @@ def test_an_invalid_cell_is_reported_in_one_line_and_not_kept(
     assert err.strip() == (
         "UsageError: transform.spenders not added: <cell transform.spenders>:1: "
         "transform.spenders: unknown input 'transactons' (did you mean "
-        "'source.transactions'?)"
+        "'source.transactions'?); the earlier cell's version stays"
     )
     kept = current(ip).cells["transform.spenders"][0]
     assert kept["transform"].startswith("SELECT customer_id")
@@ -606,3 +652,288 @@ def test_a_large_dag_collapses_by_layer_and_kind(ip: Any, tmp_path: Path) -> Non
     assert "collapsed: 401 nodes shown as 2 groups" in picture.text
     assert "transform × 400" in picture.text
     assert picture.svg is not None
+
+
+def test_sql_that_does_not_bind_is_not_added(
+    ip: Any, fraud: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    node_cell(ip, "transform spenders --inputs transactions", SPENDERS_SQL)
+
+    err = failing_cell(
+        ip,
+        "%%seeknal_node transform spenders --inputs transactions\n"
+        "SELECT customer_id, sum(amountt) AS total FROM transactions GROUP BY 1",
+        capsys,
+    )
+    assert err.startswith(
+        "UsageError: transform.spenders not added: <cell transform.spenders>:1: "
+        'transform.spenders: Binder Error: Referenced column "amountt" not found'
+    )
+    assert err.rstrip().endswith(
+        "(fix the SQL or the features so they match); the earlier cell's version stays"
+    )
+    assert len(err.strip().splitlines()) == 1
+    assert current(ip).cells["transform.spenders"][0]["transform"] == (
+        SPENDERS_SQL + "\n"
+    )
+
+    err = failing_cell(
+        ip,
+        "%%seeknal_node transform rich --inputs spenders\n"
+        "SELECT customer_id FROM spenders WHERE totl > 1000",
+        capsys,
+    )
+    assert 'Referenced column "totl" not found' in err
+    assert "the earlier cell's version stays" not in err
+    assert list(current(ip).cells) == ["transform.spenders"]
+
+
+def test_sql_binds_against_the_outputs_of_built_inputs(
+    ip: Any, fraud: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    with capture_output():
+        seeknal(ip, "run --parallel")
+    said = node_cell(
+        ip,
+        "transform big_spenders --inputs txn_features",
+        "SELECT customer_id, max(txn_amount) AS largest FROM txn_features GROUP BY 1",
+    )
+    assert said == (
+        "Added transform.big_spenders: layer 4, inputs feature_group.txn_features."
+    )
+    err = failing_cell(
+        ip,
+        "%%seeknal_node transform odd --inputs txn_features\n"
+        "SELECT no_such_feature FROM txn_features",
+        capsys,
+    )
+    assert 'Referenced column "no_such_feature" not found' in err
+    assert sorted(current(ip).cells) == ["transform.big_spenders"]
+
+
+def test_a_cell_node_is_removed_with_remove(
+    ip: Any, fraud: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    node_cell(ip, "transform spenders --inputs transactions", SPENDERS_SQL)
+    node_cell(
+        ip,
+        "transform top --inputs spenders",
+        "SELECT * FROM spenders ORDER BY total DESC LIMIT 10",
+    )
+    node_cell(
+        ip,
+        "transform merchant_risk",
+        "inputs:\n  - ref: source.merchant_data\n"
+        "transform: SELECT merchant_id FROM source.merchant_data\n",
+    )
+
+    err = failing_cell(
+        ip, "%%seeknal_node transform spenders --remove\n" + SPENDERS_SQL, capsys
+    )
+    assert err.strip() == (
+        "UsageError: transform.spenders not removed: transform.top read(s) it; "
+        "remove or change those first"
+    )
+    assert node_cell(ip, "transform top --remove", "SELECT 1") == (
+        "Removed transform.top, defined in a cell."
+    )
+    assert node_cell(ip, "transform spenders --remove", SPENDERS_SQL) == (
+        "Removed transform.spenders, defined in a cell."
+    )
+    assert node_cell(ip, "transform merchant_risk --remove", "kind: transform") == (
+        "Removed the cell's transform.merchant_risk; "
+        "seeknal/transforms/10_transform_merchant_risk.yml:1 defines it again."
+    )
+    assert current(ip).cells == {}
+    assert len(current(ip).dag().nodes) == FRAUD_IDS
+    err = failing_cell(
+        ip, "%%seeknal_node transform txn_enriched --remove\nSELECT 1", capsys
+    )
+    assert err.strip() == (
+        "UsageError: transform.txn_enriched is not a cell node (cell nodes: none)"
+    )
+
+
+def test_the_python_api_adds_removes_and_saves_cell_nodes(fraud: Path) -> None:
+    project = Project(fraud)
+    Project(fraud).run()
+
+    change = project.add_node(
+        "transform", "spenders", sql=SPENDERS_SQL, inputs=["transactions"]
+    )
+    assert (change.node_id, change.replaced, change.layer) == (
+        "transform.spenders",
+        None,
+        1,
+    )
+    assert change.classification == (
+        "transform.spenders against production: ADDED (production has no output for it)"
+    )
+    replaced = project.add_node(
+        "transform",
+        "merchant_risk",
+        yaml="inputs:\n  - ref: source.merchant_data\n"
+        "transform: SELECT merchant_id, 1 AS one FROM source.merchant_data\n",
+    )
+    assert replaced.replaced == "seeknal/transforms/10_transform_merchant_risk.yml:1"
+    assert replaced.classification.startswith(
+        "transform.merchant_risk against production: BREAKING ("
+    )
+    assert sorted(project.cells) == ["transform.merchant_risk", "transform.spenders"]
+
+    assert project.save_node("transform.spenders") == Path(
+        "seeknal/transforms/spenders.yml"
+    )
+    assert sorted(project.cells) == ["transform.merchant_risk"]
+    removal = project.remove_node("merchant_risk")
+    assert removal.file_node == "seeknal/transforms/10_transform_merchant_risk.yml:1"
+    assert project.cells == {}
+    assert len(Project(fraud).dag().nodes) == FRAUD_IDS + 1
+    with pytest.raises(SeeknalUsageError, match="not both"):
+        project.add_node("transform", "x", sql="SELECT 1", yaml="transform: SELECT 1")
+
+
+def test_rerunning_project_for_the_same_folder_keeps_the_cell_nodes(
+    ip: Any, fraud: Path, tmp_path: Path
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    node_cell(ip, "transform spenders --inputs transactions", SPENDERS_SQL)
+    node_cell(
+        ip,
+        "transform top --inputs spenders",
+        "SELECT * FROM spenders ORDER BY total DESC LIMIT 10",
+    )
+    project = current(ip)
+
+    with capture_output() as shown:
+        again = seeknal(ip, f"project {fraud}")
+    assert again is project
+    assert shown.stdout.strip() == (
+        f"Project fraud at {fraud}: 17 nodes in 4 layers; already the notebook's "
+        "project, 2 cell node(s) kept"
+    )
+    with capture_output():
+        result = seeknal(ip, f"run --project {fraud}")
+    assert len(result.nodes) == FRAUD_IDS + 2
+    assert result.statuses()["transform.top"] == "success"
+
+    other = Path(shutil.copytree(fraud, tmp_path / "other fraud"))
+    shutil.rmtree(other / "target")
+    with capture_output() as shown:
+        seeknal(ip, f"project '{other}'")
+    assert shown.stdout.strip() == (
+        f"Project other fraud at {other}: 15 nodes in 4 layers; 2 cell node(s) stay "
+        f"with fraud at {fraud} (%seeknal project {fraud} brings them back)"
+    )
+    assert current(ip).cells == {}
+    with capture_output() as shown:
+        back = seeknal(ip, f"project {fraud}")
+    assert back is project
+    assert shown.stdout.strip() == f"Project fraud at {fraud}: 17 nodes in 4 layers"
+    with capture_output() as shown:
+        seeknal(ip, f"project '{other}'")
+    assert shown.stdout.strip().endswith(f"(%seeknal project {fraud} brings them back)")
+
+
+def test_the_hint_to_come_back_quotes_a_folder_with_a_space(
+    ip: Any, fraud: Path, tmp_path: Path
+) -> None:
+    spaced = Path(shutil.copytree(fraud, tmp_path / "my fraud"))
+    seeknal(ip, f'project "{spaced}"')
+    node_cell(ip, "transform spenders --inputs transactions", SPENDERS_SQL)
+    with capture_output() as shown:
+        seeknal(ip, f"project {fraud}")
+    hint = f"%seeknal project '{spaced}'"
+    assert shown.stdout.strip().endswith(f"({hint} brings them back)")
+    with capture_output():
+        assert seeknal(ip, hint.removeprefix("%seeknal ")) is not None
+    assert list(current(ip).cells) == ["transform.spenders"]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "project {file}",
+            (
+                "UsageError: {file} is a file, not a folder; give the project folder "
+                "(the one holding seeknal/)"
+            ),
+        ),
+        (
+            "project {empty}",
+            (
+                "UsageError: no seeknal/ folder in {empty}: load a project with "
+                "%seeknal project PATH, or write one with %seeknal init --example "
+                "fraud-detection DIR"
+            ),
+        ),
+        (
+            "plan --project {empty}",
+            (
+                "UsageError: no seeknal/ folder in {empty}: load a project with "
+                "%seeknal project PATH, or write one with %seeknal init --example "
+                "fraud-detection DIR"
+            ),
+        ),
+    ],
+)
+def test_a_file_or_a_folder_without_seeknal_is_refused_in_one_line(
+    ip: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    line: str,
+    expected: str,
+) -> None:
+    places = {"file": tmp_path / "notes.txt", "empty": tmp_path / "empty"}
+    places["file"].write_text("not a project\n")
+    places["empty"].mkdir()
+    err = failing_cell(ip, "%seeknal " + line.format(**places), capsys)
+    assert err.strip() == expected.format(**places)
+    assert magics(ip).project is None
+
+
+def test_the_working_folder_without_seeknal_is_refused_in_one_line(
+    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = failing_cell(ip, "%seeknal run", capsys)
+    assert err.strip() == (
+        f"UsageError: no seeknal/ folder in {tmp_path}: load a project with "
+        "%seeknal project PATH, or write one with %seeknal init --example "
+        "fraud-detection DIR"
+    )
+
+
+def test_worker_and_dag_settings_are_validated_by_config(
+    ip: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    ip.run_line_magic("config", "SeeknalMagics.max_workers = 3")
+    with caplog.at_level(logging.ERROR):
+        ip.run_line_magic("config", "SeeknalMagics.max_workers = 0")
+        ip.run_line_magic("config", "SeeknalMagics.dag_max_nodes = 0")
+    assert [record.getMessage() for record in caplog.records] == [
+        (
+            "SeeknalMagics.max_workers must be 1 or more, got 0 (None means "
+            "min(cpu_count, 8))"
+        ),
+        "SeeknalMagics.dag_max_nodes must be 1 or more, got 0",
+    ]
+    assert magics(ip).max_workers == 3
+    assert magics(ip).dag_max_nodes == 100
+    with pytest.raises(TraitError, match="max_workers must be 1 or more, got -2"):
+        magics(ip).max_workers = -2
+    ip.run_line_magic("config", "SeeknalMagics.max_workers = None")
+    assert magics(ip).max_workers is None
+
+
+def test_progress_auto_is_text_in_a_terminal_shell(ip: Any) -> None:
+    assert getattr(ip, "kernel", None) is None
+    assert magics(ip).progress == "auto"
+    assert isinstance(magics(ip)._reporter(), TextReporter)
+    ip.run_line_magic("config", "SeeknalMagics.progress = 'widget'")
+    assert isinstance(magics(ip)._reporter(), ProgressPanel)
+    ip.run_line_magic("config", "SeeknalMagics.progress = 'text'")
+    assert isinstance(magics(ip)._reporter(), TextReporter)
