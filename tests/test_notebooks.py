@@ -9,6 +9,7 @@ builds a new virtual environment from ``binder/`` alone and runs the notebooks t
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -17,19 +18,27 @@ import subprocess
 import sys
 import textwrap
 import time
+import tomllib
 import venv
 from collections.abc import Callable
+from importlib.metadata import packages_distributions
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+from seeknal_jupyter.project import default_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def execute(path: Path, workdir: Path, kernel: str) -> Any:
@@ -74,62 +83,189 @@ def overall_bars(notebook: Any) -> list[dict[str, Any]]:
     ]
 
 
+def saved_widgets(notebook: Any) -> dict[str, str]:
+    """Model id -> model name of every widget in the saved widget state."""
+    state = notebook.metadata["widgets"][WIDGET_STATE]["state"]
+    return {model_id: model["model_name"] for model_id, model in state.items()}
+
+
+def widget_views(notebook: Any) -> list[str]:
+    """The model name of each widget an output displays."""
+    models = saved_widgets(notebook)
+    return [models[view["model_id"]] for view in rich(notebook, WIDGET_VIEW)]
+
+
+def cell_outputs(notebook: Any, starts: str) -> list[Any]:
+    """Outputs of the one code cell whose source starts with ``starts``."""
+    (cell,) = [
+        c
+        for c in notebook.cells
+        if c.cell_type == "code" and c.source.startswith(starts)
+    ]
+    return list(cell.outputs)
+
+
+def stream(cell: list[Any]) -> str:
+    return "".join(o.text for o in cell if o.output_type == "stream")
+
+
+def most_running(log: str) -> int:
+    """The most nodes a printed progress log shows started and not yet finished."""
+    running: set[str] = set()
+    most = 0
+    for line in log.splitlines():
+        started = re.fullmatch(r"  start   (\S+) \(layer \d+\)", line)
+        finished = re.fullmatch(r"  \[\d+/\d+\] \w+ +(\S+) .*", line)
+        if started:
+            running.add(started.group(1))
+        elif finished:
+            running.discard(finished.group(1))
+        most = max(most, len(running))
+    return most
+
+
+def check_dag_output(cell: list[Any]) -> tuple[str, str]:
+    """The one DAG picture of a cell: stored once, as SVG beside its text view."""
+    (picture,) = [o for o in cell if o.output_type == "execute_result"]
+    assert sorted(picture.data) == ["image/svg+xml", "text/plain"]
+    return picture.data["image/svg+xml"], picture.data["text/plain"]
+
+
+def headlines(notebook: Any, pattern: str) -> list[str]:
+    """What each run summary of the notebook says, matched by ``pattern``."""
+    summaries = [s for s in rich(notebook, "text/html") if "seeknal-run" in s]
+    found = [re.search(pattern, s) for s in summaries]
+    return [match.group(1) if match else "" for match in found]
+
+
 def check_parallel_notebook(notebook: Any) -> None:
     """What 01_parallel_execution shows a reader."""
     assert not [o for o in outputs(notebook) if o.output_type == "error"]
-    summaries = [s for s in rich(notebook, "text/html") if "seeknal-run" in s]
-    succeeded = [
-        s for s in summaries if "Run succeeded: 15 executed, 0 cached of 15 nodes" in s
+    assert headlines(notebook, r"Run succeeded: ([^<]*) of 15 nodes") == [
+        "15 success",
+        "15 success",
+        "15 success",
+        "15 cached",
     ]
-    assert len(succeeded) == 4
-    assert (
-        sum("Run succeeded: 0 executed, 15 cached of 15 nodes" in s for s in summaries)
-        == 1
-    )
-    assert all(s.count(">SUCCESS<") == 15 for s in succeeded)
-    (svg,) = rich(notebook, "image/svg+xml")
-    assert drawn_nodes(svg) == 15
+    summaries = [s for s in rich(notebook, "text/html") if "seeknal-run" in s]
+    assert all(s.count(">SUCCESS<") == 15 for s in summaries[:3])
+    workers = [
+        int(w) for s in summaries for w in re.findall(r"workers: <b>(\d+)</b>", s)
+    ]
+    assert workers == [1, default_workers(), 3, 3]
+
     panels = [t for t in rich(notebook, "text/plain") if t.startswith("Running fraud")]
-    assert len(panels) == 5
-    assert all("\nall nodes  15/15\n" in panel for panel in panels)
+    assert len(panels) == 4
+    for panel in panels:
+        lines = panel.splitlines()
+        assert lines[1:6] == [
+            "all nodes  15/15",
+            "layer 1    8/8",
+            "layer 2    4/4",
+            "layer 3    2/2",
+            "layer 4    1/1",
+        ]
+        assert len(lines) == 6 + 15 + 1
+        assert lines[6].startswith("  source.transactions         layer 1  ")
+        assert "10,000 rows" in lines[6]
+    assert all(" success " in line for line in panels[0].splitlines()[6:21])
+    assert all(" cached " in line for line in panels[3].splitlines()[6:21])
     bars = overall_bars(notebook)
-    assert len(bars) == 5
+    assert len(bars) == 4
     assert all(bar["value"] == bar["max"] == 15 for bar in bars)
-    text = printed(notebook)
+    assert sorted(set(widget_views(notebook))) == ["VBoxModel"]
+    assert "FloatProgressModel" not in saved_widgets(notebook).values()
+
     assert "<Manifest fraud: 15 nodes, 16 edges, 4 layers>" in rich(
         notebook, "text/plain"
     )
-    assert "layer 1: 8 nodes" in text
-    assert "layer 4: 1 nodes: exposure.training_data" in text
-    assert re.search(r"speed-up: +\d+\.\d\dx", text)
-    workers = [
-        int(w) for w in re.findall(r"workers: <b>(\d+)</b>", " ".join(summaries))
-    ]
-    assert 2 in workers and 3 in workers
+    timing = stream(cell_outputs(notebook, "import os"))
+    assert f"cores on this machine: {os.cpu_count()}\n" in timing
+    assert re.search(r"\nsequential \d+\.\d\d s +\d+\.\d\d s +1\n", timing)
+    assert re.search(
+        rf"\nparallel +\d+\.\d\d s +\d+\.\d\d s +{default_workers()}\n", timing
+    )
+    assert re.search(r"\nspeed-up: \d+\.\d\dx\n", timing)
+    assert re.search(r"  critical path: +\d+\.\d\d s\n", timing)
+    assert re.search(r"  node time / workers: +\d+\.\d\d s\n$", timing)
+
+    svg, text = check_dag_output(cell_outputs(notebook, "%seeknal dag"))
+    assert drawn_nodes(svg) == 15
+    assert text.count("[success · ") == 15
+    layers = stream(cell_outputs(notebook, "project = %seeknal project"))
+    assert "layer 1 (8): source.transactions, source.user_profiles," in layers
+    assert "\nlayer 4 (1): exposure.training_data\n" in layers
+    path = re.findall(r"^  (\S+): \d+\.\d\d s$", layers, re.MULTILINE)
+    assert path[0].startswith("source.") and path[-1] == "exposure.training_data"
+    for node_id in path:
+        assert re.search(rf"  {re.escape(node_id)}  .*, critical\]", text), node_id
+    assert text.count(", critical]") == len(path)
+
+    log = stream(cell_outputs(notebook, "%config SeeknalMagics.progress = 'text'"))
+    assert log.startswith(
+        "Running fraud [prod] — full, 2 workers: 15 to run, 0 cached, "
+        "15 nodes in 4 layers\n"
+    )
+    assert log.count("  start   ") == 15
+    assert len(re.findall(r"  \[\d+/15\] SUCCESS ", log)) == 15
+    assert most_running(log) == 2
+    assert "workers: 2, wall time: " in log
 
 
 def check_flights_notebook(notebook: Any) -> None:
     """What 03_real_data_flights shows a reader."""
     assert not [o for o in outputs(notebook) if o.output_type == "error"]
-    first, last = rich(notebook, "image/svg+xml")
-    assert drawn_nodes(first) == 13
-    assert drawn_nodes(last) == 14
-    summaries = " ".join(s for s in rich(notebook, "text/html") if "seeknal-run" in s)
-    assert "Run succeeded: 13 executed, 0 cached of 13 nodes" in summaries
-    assert "Run succeeded: 1 executed, 13 cached of 14 nodes" in summaries
-    assert "Run succeeded: 0 executed, 14 cached of 14 nodes" in summaries
+    dag_cells = [
+        list(c.outputs)
+        for c in notebook.cells
+        if c.cell_type == "code" and "%seeknal dag" in c.source
+    ]
+    first, last = (check_dag_output(cell) for cell in dag_cells)
+    assert drawn_nodes(first[0]) == 13
+    assert "[success" not in first[1]
+    assert drawn_nodes(last[0]) == 14
+    assert last[1].count("[success · ") == 14
+    assert headlines(notebook, r"Run succeeded: ([^<]*) nodes in") == [
+        "13 success of 13",
+        "1 success, 13 cached of 14",
+        "14 cached of 14",
+        "14 success of 14",
+    ]
     text = printed(notebook)
-    assert "Added transform.carrier_monthly_delays: layer 3" in text
+    assert (
+        "Added transform.carrier_monthly_delays: layer 3, inputs "
+        "transform.flights_clean.\n"
+        "transform.carrier_monthly_delays against production: ADDED" in text
+    )
     assert "Saved to seeknal/transforms/carrier_monthly_delays.yml." in text
     assert "name: carrier_monthly_delays" in text
     bars = overall_bars(notebook)
-    assert sorted(bar["max"] for bar in bars) == [13, 14, 14]
+    assert [bar["max"] for bar in bars] == [13, 14, 14, 14]
     assert all(bar["value"] == bar["max"] for bar in bars)
+    assert sorted(set(widget_views(notebook))) == ["VBoxModel"]
+    times = stream(cell_outputs(notebook, 'print(f"wall time:'))
+    assert re.match(r"wall time: \d+\.\d\d s with \d+ workers\ncritical path:\n", times)
+    path = re.findall(r"^  (\S+): \d+\.\d\d s$", times, re.MULTILINE)
+    assert path[0] == "source.flights"
+    assert path[-1] == "exposure.departure_delay_training"
+    assert last[1].count(", critical]") == len(path)
+    assert re.search(r"\nslowest node: \S+ \(\d+\.\d\d s\)\n$", times)
 
 
-def test_parallel_execution_notebook(tmp_path: Path, seeknal_kernel: str) -> None:
-    check_parallel_notebook(
-        execute(NOTEBOOKS / "01_parallel_execution.ipynb", tmp_path, seeknal_kernel)
+def test_parallel_execution_notebook_in_a_folder_with_a_space(
+    tmp_path: Path, seeknal_kernel: str
+) -> None:
+    folder = tmp_path / "my notebooks"
+    folder.mkdir()
+    copy = Path(shutil.copy(NOTEBOOKS / "01_parallel_execution.ipynb", folder))
+
+    notebook = execute(copy, folder, seeknal_kernel)
+
+    check_parallel_notebook(notebook)
+    assert (folder / "workspace/parallel/fraud/target/manifest.json").is_file()
+    assert stream(cell_outputs(notebook, "import pathlib")) == (
+        f"Wrote the fraud-detection example to {folder}/workspace/parallel/fraud "
+        "(15 node files). It is now the notebook's project.\n"
     )
 
 
@@ -137,6 +273,56 @@ def test_real_data_flights_notebook(tmp_path: Path, seeknal_kernel: str) -> None
     check_flights_notebook(
         execute(NOTEBOOKS / "03_real_data_flights.ipynb", tmp_path, seeknal_kernel)
     )
+
+
+def test_a_long_query_shows_no_progress_bar_but_the_panel(
+    tmp_path: Path, seeknal_kernel: str
+) -> None:
+    """DuckDB draws its own bar from worker threads after 2 s unless it is off."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(source)
+        for source in (
+            "%load_ext seeknal_jupyter\n%seeknal init --example fraud-detection fraud",
+            (
+                "%%seeknal_node transform slow\n"
+                "SELECT sum(hash(range) % 7) AS s FROM range(800000000)"
+            ),
+            "slow = %seeknal run --parallel --nodes slow\nslow.nodes['transform.slow']",
+            "%seeknal show slow",
+        )
+    ]
+    NotebookClient(
+        notebook,
+        kernel_name=seeknal_kernel,
+        timeout=300,
+        store_widget_state=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
+
+    assert not [o for o in outputs(notebook) if o.output_type == "error"]
+    (outcome,) = [
+        o.data["text/plain"]
+        for o in notebook.cells[2].outputs
+        if o.output_type == "execute_result"
+    ]
+    assert "status='success'" in outcome and "rows=1" in outcome
+    seconds = float(re.findall(r"seconds=([\d.]+)", outcome)[0])
+    assert seconds > 2.5, "the query must outlast DuckDB's 2 s progress-bar delay"
+    assert widget_views(notebook) == ["VBoxModel"]
+    assert sorted(set(saved_widgets(notebook).values())) == [
+        "ButtonModel",
+        "ButtonStyleModel",
+        "HBoxModel",
+        "HTMLModel",
+        "HTMLStyleModel",
+        "IntProgressModel",
+        "LabelModel",
+        "LabelStyleModel",
+        "LayoutModel",
+        "ProgressStyleModel",
+        "VBoxModel",
+    ]
 
 
 def test_notebooks_are_committed_without_outputs() -> None:
@@ -161,6 +347,66 @@ def test_notebooks_write_their_projects_into_the_ignored_workspace() -> None:
         assert 'workspace = pathlib.Path("workspace/' in setup, path.name
         assert "shutil.rmtree(workspace, ignore_errors=True)" in setup, path.name
         assert "tempfile" not in setup, path.name
+
+
+def requires_python() -> str:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return str(project["requires-python"])
+
+
+def binder_python() -> str:
+    """The Python version binder/runtime.txt asks repo2docker for."""
+    runtime = (ROOT / "binder/runtime.txt").read_text().strip()
+    match = re.fullmatch(r"python-(3\.\d+)", runtime)
+    assert match, f"runtime.txt must read python-3.X, not {runtime!r}"
+    return match.group(1)
+
+
+def test_binder_asks_for_a_python_the_package_supports() -> None:
+    assert requires_python() == ">=3.11"
+    assert binder_python() == "3.11"
+    assert SpecifierSet(requires_python()).contains(binder_python())
+    assert not SpecifierSet(requires_python()).contains("3.10")
+
+
+def notebook_imports() -> set[str]:
+    """The top-level modules the notebooks' code cells import."""
+    modules = set()
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            tree = ast.parse(TransformerManager().transform_cell(cell.source))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    modules |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    modules.add(node.module.split(".")[0])
+    return modules
+
+
+def test_binder_installs_what_the_notebooks_import_and_no_more() -> None:
+    requirements = [
+        line
+        for line in (ROOT / "binder/requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert requirements == ["ipykernel>=7"]
+    assert (
+        "python -m pip install --no-cache-dir .\n"
+        in (ROOT / "binder/postBuild").read_text()
+    )
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = {
+        Requirement(r).name: str(Requirement(r).specifier)
+        for r in project["dependencies"]
+    }
+    assert pins["ipywidgets"] == ">=8"
+    imports = notebook_imports()
+    assert imports == {"pathlib", "shutil", "os", "duckdb"}
+    distributions = packages_distributions()
+    for module in imports - set(sys.stdlib_module_names):
+        assert {d.lower() for d in distributions[module]} <= set(pins), module
 
 
 class Kernel:
@@ -303,7 +549,7 @@ def test_widget_updates_arrive_while_the_cell_is_running(kernel: Kernel) -> None
         for _, m in messages
         if m["msg_type"] == "execute_result"
     ]
-    assert "Run succeeded: 16 executed, 0 cached of 16 nodes" in summary[0]
+    assert "Run succeeded: 16 success of 16 nodes" in summary[0]
 
 
 def test_the_cancel_button_stops_a_running_cell(kernel: Kernel) -> None:
@@ -339,9 +585,7 @@ def test_the_cancel_button_stops_a_running_cell(kernel: Kernel) -> None:
         for _, m in messages
         if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"
     )
-    assert re.fullmatch(
-        r"UsageError: Run cancelled: .*\d+ cancelled of 16 nodes in [\d.]+s\n", errors
-    )
+    assert errors == "UsageError: Run cancelled; the next run resumes.\n"
     summaries = [
         m["content"]["data"]["text/html"]
         for _, m in messages
@@ -371,7 +615,8 @@ def test_the_cancel_button_stops_a_running_cell(kernel: Kernel) -> None:
 def test_binder_environment_runs_the_notebooks(
     tmp_path: Path, kernelspec: Callable[[Path, str], str], seeknal_kernel: str
 ) -> None:
-    """A fresh virtual environment from binder/ alone runs both notebooks."""
+    """A fresh virtual environment from binder/ alone runs the notebooks."""
+    assert SpecifierSet(requires_python()).contains(binder_python())
     env = tmp_path / "binder-env"
     venv.create(env, with_pip=True, system_site_packages=False)
     bin_dir = env / "bin"
