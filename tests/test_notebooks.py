@@ -229,8 +229,20 @@ def check_flights_notebook(notebook: Any) -> None:
         "13 success of 13",
         "1 success, 13 cached of 14",
         "14 cached of 14",
-        "14 success of 14",
     ]
+    panels = [
+        t for t in rich(notebook, "text/plain") if t.startswith("Running flights")
+    ]
+    assert [panel.splitlines()[-1].split(" nodes in ")[0] for panel in panels] == [
+        "Run succeeded: 13 success of 13",
+        "Run succeeded: 1 success, 13 cached of 14",
+        "Run succeeded: 14 cached of 14",
+        "Run succeeded: 14 success of 14",
+    ]
+    assert (
+        "  exposure.departure_delay_training   layer 4  success      328,521 rows"
+        in (panels[-1])
+    )
     text = printed(notebook)
     assert (
         "Added transform.carrier_monthly_delays: layer 3, inputs "
