@@ -436,7 +436,7 @@ class InitResult:
         files = len(list((self.folder / "seeknal").rglob("*.y*ml")))
         return (
             f"Wrote the {self.example} example to {self.folder} ({files} node files).\n"
-            f"Next: seeknal run --parallel --project {self.folder}"
+            f"Next: seeknal run --parallel --project {shlex.quote(str(self.folder))}"
         )
 
     def __repr__(self) -> str:

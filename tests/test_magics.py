@@ -937,3 +937,44 @@ def test_progress_auto_is_text_in_a_terminal_shell(ip: Any) -> None:
     assert isinstance(magics(ip)._reporter(), ProgressPanel)
     ip.run_line_magic("config", "SeeknalMagics.progress = 'text'")
     assert isinstance(magics(ip)._reporter(), TextReporter)
+
+
+def test_init_into_a_folder_with_a_space_quotes_the_hint(
+    ip: Any, tmp_path: Path
+) -> None:
+    with capture_output() as shown:
+        made = seeknal(ip, 'init --example fraud-detection "my fraud"')
+    assert made.folder == tmp_path / "my fraud"
+    assert shown.stdout == (
+        f"Wrote the fraud-detection example to {tmp_path}/my fraud (15 node files). "
+        "It is now the notebook's project.\n"
+    )
+    assert str(made).splitlines()[1] == (
+        f"Next: seeknal run --parallel --project '{tmp_path}/my fraud'"
+    )
+    assert current(ip).root == tmp_path / "my fraud"
+
+
+def test_init_says_what_happens_to_the_cell_nodes_of_the_previous_project(
+    ip: Any, fraud: Path, tmp_path: Path
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    node_cell(ip, "transform spenders --inputs transactions", SPENDERS_SQL)
+    with capture_output() as shown:
+        seeknal(ip, "init --example fraud-detection fresh")
+    assert shown.stdout.strip().endswith(
+        f"It is now the notebook's project; 1 cell node(s) stay with fraud at {fraud} "
+        f"(%seeknal project {fraud} brings them back)."
+    )
+    node_cell(ip, "transform spenders --inputs transactions", SPENDERS_SQL)
+    shutil.rmtree(tmp_path / "fresh")
+    with capture_output() as shown:
+        seeknal(ip, "init --example fraud-detection fresh")
+    assert shown.stdout.strip().endswith(
+        "It is now the notebook's project; 1 cell node(s) of the project this "
+        "folder held are dropped."
+    )
+    assert current(ip).cells == {}
+    with capture_output():
+        seeknal(ip, f"project {fraud}")
+    assert list(current(ip).cells) == ["transform.spenders"]
