@@ -232,11 +232,10 @@ class SeeknalMagics(Magics):
         except RunFailed as failure:
             self._remember(project, failure.result)
             display(failure.result)
-            if failure.result.count("cancelled"):
-                raise IPythonUsageError(
-                    "Run cancelled; the next run resumes."
-                ) from None
-            raise IPythonUsageError(failure.result.headline()) from None
+            resumes = (
+                "; the next run resumes" if failure.result.count("cancelled") else ""
+            )
+            raise IPythonUsageError(failure.result.headline() + resumes) from None
         if isinstance(result, RunResult):
             self._remember(project, result)
         return result

@@ -212,7 +212,7 @@ def test_dry_runs_of_every_selection_print_the_same_through_the_magic(
         printed = _cli(capsys, line, fraud)
         shown = seeknal(ip, line)
         assert printed.strip() == str(shown), line
-    assert "Execution plan (incremental, 3 workers): 2 to run, 0 cached" in _cli(
+    assert "Dry run (incremental, 3 workers): 2 to run, 0 cached" in _cli(
         capsys, "run --dry-run --max-workers 3 --nodes txn_features+", fraud
     )
 
@@ -670,9 +670,8 @@ def test_sql_that_does_not_bind_is_not_added(
         "UsageError: transform.spenders not added: <cell transform.spenders>:1: "
         'transform.spenders: Binder Error: Referenced column "amountt" not found'
     )
-    assert err.rstrip().endswith(
-        "(fix the SQL or the features so they match); the earlier cell's version stays"
-    )
+    assert "(columns of its inputs: source.transactions: transaction_id," in err
+    assert err.rstrip().endswith("; the earlier cell's version stays")
     assert len(err.strip().splitlines()) == 1
     assert current(ip).cells["transform.spenders"][0]["transform"] == (
         SPENDERS_SQL + "\n"
@@ -813,7 +812,7 @@ def test_rerunning_project_for_the_same_folder_keeps_the_cell_nodes(
     assert again is project
     assert shown.stdout.strip() == (
         f"Project fraud at {fraud}: 17 nodes in 4 layers; already the notebook's "
-        "project, 2 cell node(s) kept"
+        "project, 2 cell nodes kept"
     )
     with capture_output():
         result = seeknal(ip, f"run --project {fraud}")
@@ -825,7 +824,7 @@ def test_rerunning_project_for_the_same_folder_keeps_the_cell_nodes(
     with capture_output() as shown:
         seeknal(ip, f"project '{other}'")
     assert shown.stdout.strip() == (
-        f"Project other fraud at {other}: 15 nodes in 4 layers; 2 cell node(s) stay "
+        f"Project other fraud at {other}: 15 nodes in 4 layers; 2 cell nodes left "
         f"with fraud at {fraud} (%seeknal project {fraud} brings them back)"
     )
     assert current(ip).cells == {}
@@ -963,7 +962,7 @@ def test_init_says_what_happens_to_the_cell_nodes_of_the_previous_project(
     with capture_output() as shown:
         seeknal(ip, "init --example fraud-detection fresh")
     assert shown.stdout.strip().endswith(
-        f"It is now the notebook's project; 1 cell node(s) stay with fraud at {fraud} "
+        f"It is now the notebook's project; 1 cell node left with fraud at {fraud} "
         f"(%seeknal project {fraud} brings them back)."
     )
     node_cell(ip, "transform spenders --inputs transactions", SPENDERS_SQL)
@@ -971,8 +970,8 @@ def test_init_says_what_happens_to_the_cell_nodes_of_the_previous_project(
     with capture_output() as shown:
         seeknal(ip, "init --example fraud-detection fresh")
     assert shown.stdout.strip().endswith(
-        "It is now the notebook's project; 1 cell node(s) of the project this "
-        "folder held are dropped."
+        "It is now the notebook's project; 1 cell node of the project this "
+        "folder held dropped."
     )
     assert current(ip).cells == {}
     with capture_output():

@@ -115,7 +115,7 @@ def most_running(log: str) -> int:
     most = 0
     for line in log.splitlines():
         started = re.fullmatch(r"  start   (\S+) \(layer \d+\)", line)
-        finished = re.fullmatch(r"  \[\d+/\d+\] \w+ +(\S+) .*", line)
+        finished = re.fullmatch(r" +\[\d+/\d+\] \w+ +(\S+) .*", line)
         if started:
             running.add(started.group(1))
         elif finished:
@@ -142,10 +142,10 @@ def check_parallel_notebook(notebook: Any) -> None:
     """What 01_parallel_execution shows a reader."""
     assert not [o for o in outputs(notebook) if o.output_type == "error"]
     assert headlines(notebook, r"Run succeeded: ([^<]*) of 15 nodes") == [
-        "15 success",
-        "15 success",
-        "15 success",
-        "15 cached",
+        "15 executed, 0 cached",
+        "15 executed, 0 cached",
+        "15 executed, 0 cached",
+        "0 executed, 15 cached",
     ]
     summaries = [s for s in rich(notebook, "text/html") if "seeknal-run" in s]
     assert all(s.count(">SUCCESS<") == 15 for s in summaries[:3])
@@ -227,18 +227,18 @@ def check_flights_notebook(notebook: Any) -> None:
     assert drawn_nodes(last[0]) == 14
     assert last[1].count("[success · ") == 14
     assert headlines(notebook, r"Run succeeded: ([^<]*) nodes in") == [
-        "13 success of 13",
-        "1 success, 13 cached of 14",
-        "14 cached of 14",
+        "13 executed, 0 cached of 13",
+        "1 executed, 13 cached of 14",
+        "0 executed, 14 cached of 14",
     ]
     panels = [
         t for t in rich(notebook, "text/plain") if t.startswith("Running flights")
     ]
     assert [panel.splitlines()[-1].split(" nodes in ")[0] for panel in panels] == [
-        "Run succeeded: 13 success of 13",
-        "Run succeeded: 1 success, 13 cached of 14",
-        "Run succeeded: 14 cached of 14",
-        "Run succeeded: 14 success of 14",
+        "Run succeeded: 13 executed, 0 cached of 13",
+        "Run succeeded: 1 executed, 13 cached of 14",
+        "Run succeeded: 0 executed, 14 cached of 14",
+        "Run succeeded: 14 executed, 0 cached of 14",
     ]
     assert (
         "  exposure.departure_delay_training   layer 4  success      328,521 rows"
@@ -562,7 +562,7 @@ def test_widget_updates_arrive_while_the_cell_is_running(kernel: Kernel) -> None
         for _, m in messages
         if m["msg_type"] == "execute_result"
     ]
-    assert "Run succeeded: 16 success of 16 nodes" in summary[0]
+    assert "Run succeeded: 16 executed, 0 cached of 16 nodes" in summary[0]
 
 
 def test_the_cancel_button_stops_a_running_cell(kernel: Kernel) -> None:
@@ -598,7 +598,11 @@ def test_the_cancel_button_stops_a_running_cell(kernel: Kernel) -> None:
         for _, m in messages
         if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"
     )
-    assert errors == "UsageError: Run cancelled; the next run resumes.\n"
+    assert re.fullmatch(
+        r"UsageError: Run cancelled: .*\d+ cancelled of 16 nodes in [\d.]+s; "
+        r"the next run resumes\n",
+        errors,
+    )
     summaries = [
         m["content"]["data"]["text/html"]
         for _, m in messages

@@ -1181,6 +1181,7 @@ def generate_data(data_dir: Path, scale: int) -> dict[str, Path]:
     data_dir.mkdir(parents=True, exist_ok=True)
     written = {name: data_dir / file for name, file in DATA_FILES.items()}
     with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")
         con.execute(_MACROS)
         con.execute(_GENERATE.format(**row_counts(scale)))
         for name, path in written.items():
