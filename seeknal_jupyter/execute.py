@@ -95,11 +95,18 @@ def open_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
     config: dict[str, Any] = {"threads": settings.threads}
     if settings.memory_limit:
         config["memory_limit"] = settings.memory_limit
-    conn = duckdb.connect(":memory:", config=config)
-    conn.execute(f"SET TimeZone = {quote_literal(settings.time_zone)}")
-    conn.execute("SET enable_progress_bar = false")
+    conn = configure(duckdb.connect(":memory:", config=config), settings)
     for kind in KINDS:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(kind)}")
+    return conn
+
+
+def configure(
+    conn: duckdb.DuckDBPyConnection, settings: Settings
+) -> duckdb.DuckDBPyConnection:
+    """Apply the per-connection settings (a cursor does not inherit them)."""
+    conn.execute(f"SET TimeZone = {quote_literal(settings.time_zone)}")
+    conn.execute("SET enable_progress_bar = false")
     return conn
 
 

@@ -9,7 +9,6 @@ import html
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterable
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from seeknal_jupyter.binding import check_schemas, first_line
 from seeknal_jupyter.changes import ChangeClass, Definition, definition_reasons
 from seeknal_jupyter.dag import Dag, build_dag
 from seeknal_jupyter.errors import Problem, ProjectError, RunFailed, UsageError
@@ -30,24 +30,19 @@ from seeknal_jupyter.events import (
     RunStarted,
 )
 from seeknal_jupyter.execute import (
-    STATIC_ERRORS,
     WIDE_INTEGERS,
     Built,
     Executor,
     NodeError,
     Settings,
     Task,
-    bare_name_inputs,
     check_source_files,
-    describe,
-    node_query,
-    open_connection,
     source_query,
 )
 from seeknal_jupyter.fingerprint import definition, fingerprints
-from seeknal_jupyter.loader import LoadResult, Node, load_nodes, sql_file_line
+from seeknal_jupyter.loader import LoadResult, Node, load_nodes
 from seeknal_jupyter.report import NodeResult, RunResult, plural
-from seeknal_jupyter.sql import quote_ident, quote_literal
+from seeknal_jupyter.sql import quote_literal
 from seeknal_jupyter.store import (
     PRODUCTION,
     Entry,
@@ -777,7 +772,7 @@ class Project:
             frame = _rows(conn, source_query(conn, node, self.root), limit)
         except (NodeError, duckdb.Error) as error:
             raise UsageError(
-                f"{node.id} ({node.location}): {_first_line(error)}"
+                f"{node.id} ({node.location}): {first_line(error)}"
             ) from None
         finally:
             conn.close()
@@ -1079,211 +1074,3 @@ class _StateSaver:
         self.store.save_state(self.generation, self.state)
         self.last = time.monotonic()
         self.dirty = False
-
-
-def check_schemas(
-    dag: Dag,
-    to_run: list[str],
-    input_path: Any,
-    root: Path,
-    fps: dict[str, str],
-    known: dict[str, list[list[str]]],
-) -> dict[str, list[list[str]]]:
-    """Bind every node's SQL against its inputs' columns before anything runs.
-
-    Syntax errors, unknown columns or tables, and feature groups whose SQL lacks a
-    declared feature are reported together as a ProjectError. Data problems (a
-    missing or empty file, a failing cast) are left for the run to report. Inputs
-    outside ``to_run`` are read from ``input_path(node_id)``. A node whose
-    fingerprint is in ``known`` was checked before and takes those columns.
-
-    Returns:
-        The output columns of each checked node, by fingerprint.
-    """
-    if not to_run:
-        return {}
-    problems: list[Problem] = []
-    columns: dict[str, list[list[str]] | None] = {}
-    run_set = set(to_run)
-    staged: set[str] = set()
-    conn = open_connection(Settings())
-    try:
-        for node_id in to_run:
-            node = dag.nodes[node_id]
-            if fps[node_id] in known:
-                columns[node_id] = known[fps[node_id]]
-                continue
-            if any(i in run_set and columns.get(i) is None for i in node.inputs):
-                columns[node_id] = None
-                continue
-            try:
-                for input_id in node.inputs:
-                    if input_id not in staged:
-                        _stage_input(conn, input_id, columns, run_set, input_path)
-                        staged.add(input_id)
-                columns[node_id] = _describe_node(conn, node, root)
-                log.debug("%s has columns %s", node_id, columns[node_id])
-            except (NodeError, *STATIC_ERRORS) as error:
-                columns[node_id] = None
-                if node.kind != "source":
-                    problems.append(
-                        _schema_problem(node, error, _input_columns(conn, node))
-                    )
-            except duckdb.Error:
-                columns[node_id] = None
-    finally:
-        conn.close()
-    remembered = sum(1 for n in to_run if fps[n] in known)
-    log.info(
-        "checked the SQL of %s against their inputs' columns (%d remembered from "
-        "an earlier check, %s)",
-        plural(len(to_run), "node"),
-        remembered,
-        plural(len(problems), "problem"),
-    )
-    if problems:
-        raise ProjectError(problems)
-    return {fps[n]: c for n, c in columns.items() if c is not None}
-
-
-def _schema_problem(
-    node: Node, error: Exception, inputs: list[tuple[str, list[str]]]
-) -> Problem:
-    """A binding error of a node's SQL, at the file line of the offending SQL line.
-
-    DuckDB numbers lines of the query it was given, whose first line is the
-    node's SQL's first line; a line beyond the SQL is the closing text we wrap it
-    in, so the error is at the end of the user's SQL.
-    """
-    if isinstance(error, NodeError):
-        return Problem(
-            _first_line(error),
-            node.file,
-            _key_line(node, "features"),
-            node.id,
-            "fix the SQL or the features so they match",
-        )
-    message, sql_line = _without_sql_position(str(error))
-    sql = node.sql or ""
-    body = sql.strip().splitlines() or [""]
-    line = _key_line(node, "transform")
-    if sql_line is not None:
-        if sql_line > len(body):
-            sql_line = len(body)
-            message = re.sub(r'at or near "[^"]*"', "at the end of the SQL", message)
-        elif isinstance(error, duckdb.ParserException):
-            message += f" in: {body[sql_line - 1].strip()}"
-        in_file = sql_file_line(node.spec, sql, sql_line)
-        if in_file is None:
-            message += f" (line {sql_line} of its SQL)"
-        else:
-            line = in_file
-    return Problem(
-        message, node.file, line, node.id, _binding_hint(error, node, inputs)
-    )
-
-
-def _key_line(node: Node, key: str) -> int:
-    return node.spec.line_of(key) if isinstance(node.spec, Mapping) else node.line
-
-
-def _without_sql_position(text: str) -> tuple[str, int | None]:
-    """DuckDB's message without its ``LINE n:`` excerpt, and that n."""
-    kept: list[str] = []
-    for line in text.splitlines():
-        found = re.match(r"\s*LINE (\d+):", line)
-        if found:
-            return " ".join(kept), int(found.group(1))
-        if line.strip():
-            kept.append(line.strip())
-    return " ".join(kept), None
-
-
-def _binding_hint(
-    error: Exception, node: Node, inputs: list[tuple[str, list[str]]]
-) -> str:
-    """What to do about a SQL error, by its kind."""
-    if isinstance(error, duckdb.ParserException):
-        return "fix the SQL syntax"
-    if isinstance(error, duckdb.CatalogException):
-        if not node.inputs:
-            return "it has no inputs; list the nodes it reads in 'inputs'"
-        return (
-            "the SQL can read its inputs: "
-            + ", ".join(node.inputs)
-            + " (as kind.name, or by bare name when unambiguous)"
-        )
-    text = str(error)
-    unknown_column = "not found" in text or "does not have a column" in text
-    if unknown_column and inputs:
-        return "columns of its inputs: " + "; ".join(
-            f"{input_id}: {_listed(columns)}" for input_id, columns in inputs
-        )
-    return "fix the SQL so it binds against its inputs' columns and types"
-
-
-def _listed(names: list[str], most: int = 12) -> str:
-    shown = ", ".join(names[:most])
-    return shown + (f", ... ({len(names) - most} more)" if len(names) > most else "")
-
-
-def _input_columns(
-    conn: duckdb.DuckDBPyConnection, node: Node
-) -> list[tuple[str, list[str]]]:
-    """The column names of each input staged for binding ``node``."""
-    found = []
-    for input_id in node.inputs:
-        kind, name = input_id.split(".", 1)
-        try:
-            described = describe(
-                conn, f"SELECT * FROM {quote_ident(kind)}.{quote_ident(name)}"
-            )
-        except duckdb.Error:
-            continue
-        found.append((input_id, [column for column, _ in described]))
-    return found
-
-
-def _stage_input(
-    conn: duckdb.DuckDBPyConnection,
-    input_id: str,
-    columns: dict[str, list[list[str]] | None],
-    run_set: set[str],
-    input_path: Any,
-) -> None:
-    """An empty table ``"kind"."name"`` with the input's columns."""
-    kind, name = input_id.split(".", 1)
-    table = f"{quote_ident(kind)}.{quote_ident(name)}"
-    if input_id in run_set:
-        body = ", ".join(f"{quote_ident(c)} {t}" for c, t in columns[input_id] or [])
-        conn.execute(f"CREATE TABLE {table} ({body})")
-    else:
-        path = quote_literal(str(input_path(input_id)))
-        conn.execute(
-            f"CREATE TABLE {table} AS SELECT * FROM read_parquet({path}) LIMIT 0"
-        )
-
-
-def _describe_node(
-    conn: duckdb.DuckDBPyConnection, node: Node, root: Path
-) -> list[list[str]]:
-    """The node's output columns, with its inputs also visible by bare name."""
-    aliases = []
-    for input_id in bare_name_inputs(node):
-        kind, name = input_id.split(".", 1)
-        alias = f"main.{quote_ident(name)}"
-        conn.execute(
-            f"CREATE VIEW {alias} AS SELECT * FROM "
-            f"{quote_ident(kind)}.{quote_ident(name)}"
-        )
-        aliases.append(alias)
-    try:
-        return describe(conn, f"SELECT * FROM ({node_query(conn, node, root)}\n)")
-    finally:
-        for alias in aliases:
-            conn.execute(f"DROP VIEW {alias}")
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return " ".join(lines[:2])

@@ -6,7 +6,7 @@ import functools
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
@@ -58,15 +58,57 @@ class _Analysis:
     bare_tables: frozenset[str]
 
 
+@dataclass
+class _Parts:
+    """The parts of one parsed statement that the analysis reads or rewrites,
+    gathered in one walk of its tree (tables in order of appearance)."""
+
+    tables: list[exp.Table] = field(default_factory=list)
+    identifiers: list[exp.Identifier] = field(default_factory=list)
+    parens: list[exp.Paren] = field(default_factory=list)
+    ctes: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, statement: exp.Expr) -> _Parts:
+        parts = cls()
+        for node in statement.walk():
+            if isinstance(node, exp.Identifier):
+                parts.identifiers.append(node)
+            elif isinstance(node, exp.Table):
+                parts.tables.append(node)
+            elif isinstance(node, exp.Paren):
+                parts.parens.append(node)
+            elif isinstance(node, exp.CTE):
+                parts.ctes.add(node.alias_or_name)
+        return parts
+
+    def references(self) -> list[str]:
+        return [
+            f"{t.db}.{t.name}"
+            for t in self.tables
+            if t.db in KINDS and t.name and not t.catalog
+        ]
+
+    def bare_tables(self) -> set[str]:
+        return {
+            t.name
+            for t in self.tables
+            if not t.db
+            and isinstance(t.this, exp.Identifier)
+            and t.name not in self.ctes
+        }
+
+
 @functools.lru_cache(maxsize=16384)
 def _analyse(sql: str) -> _Analysis:
     """Parse one SQL text once; keep the answers (small), not the trees (large)."""
     statements = _parse(sql)
-    references = _references(statements, sql)
     if statements is None:
-        return _Analysis(references, _token_text(sql), frozenset())
-    bare = frozenset(n for s in statements for n in _bare_tables(s))
-    return _Analysis(references, _text(statements, {}), bare)
+        return _Analysis(_token_references(sql), _token_text(sql), frozenset())
+    parts = [_Parts.of(s) for s in statements]
+    references = tuple(dict.fromkeys(r for p in parts for r in p.references()))
+    bare = frozenset(n for p in parts for n in p.bare_tables())
+    return _Analysis(references, _text(statements, parts, {}), bare)
 
 
 def referenced_nodes(sql: str) -> list[str]:
@@ -106,20 +148,9 @@ def canonical_statement(sql: str, inputs: Iterable[str] = ()) -> exp.Expr | None
     statements = _parse(sql)
     if statements is None or len(statements) != 1:
         return None
-    statement = statements[0]
-    bare = frozenset(_bare_tables(statement))
-    return _canonical(statement, _qualifications(bare, inputs))
-
-
-def _bare_tables(statement: exp.Expr) -> Iterable[str]:
-    ctes = {c.alias_or_name for c in statement.find_all(exp.CTE)}
-    for table in statement.find_all(exp.Table):
-        if (
-            not table.db
-            and isinstance(table.this, exp.Identifier)
-            and table.name not in ctes
-        ):
-            yield table.name
+    parts = _Parts.of(statements[0])
+    qualified = _qualifications(frozenset(parts.bare_tables()), inputs)
+    return _canonical(statements[0], parts, qualified)
 
 
 def _qualifications(bare: frozenset[str], inputs: Iterable[str]) -> dict[str, str]:
@@ -137,31 +168,36 @@ def _qualifications(bare: frozenset[str], inputs: Iterable[str]) -> dict[str, st
 def _qualified_text(sql: str, qualified: tuple[tuple[str, str], ...]) -> str:
     statements = _parse(sql)
     assert statements is not None
-    return _text(statements, dict(qualified))
+    return _text(statements, [_Parts.of(s) for s in statements], dict(qualified))
 
 
-def _text(statements: tuple[exp.Expr, ...], qualified: dict[str, str]) -> str:
+def _text(
+    statements: tuple[exp.Expr, ...], parts: list[_Parts], qualified: dict[str, str]
+) -> str:
     # The trees are this call's own, so they may be changed and not copied.
     return ";\n".join(
-        _canonical(s, qualified).sql(
+        _canonical(s, p, qualified).sql(
             dialect="duckdb", comments=False, normalize_functions="upper", copy=False
         )
-        for s in statements
+        for s, p in zip(statements, parts)
     )
 
 
-def _canonical(statement: exp.Expr, qualified: dict[str, str]) -> exp.Expr:
-    for identifier in statement.find_all(exp.Identifier):
+def _canonical(
+    statement: exp.Expr, parts: _Parts, qualified: dict[str, str]
+) -> exp.Expr:
+    """Rewrite ``statement`` in place: plain names unquoted, redundant parentheses
+    dropped, inputs read by bare name qualified with their kind."""
+    for identifier in parts.identifiers:
         if identifier.quoted and SIMPLE_NAME.match(identifier.name):
             identifier.set("quoted", False)
-    for paren in list(statement.find_all(exp.Paren)):
+    for paren in parts.parens:
         if _redundant(paren):
             paren.replace(paren.this)
-    if qualified:
-        for table in statement.find_all(exp.Table):
-            kind = qualified.get(table.name) if not table.db else None
-            if kind and isinstance(table.this, exp.Identifier):
-                table.set("db", exp.to_identifier(kind))
+    for table in parts.tables:
+        kind = qualified.get(table.name) if qualified and not table.db else None
+        if kind and isinstance(table.this, exp.Identifier):
+            table.set("db", exp.to_identifier(kind))
     return statement
 
 
@@ -181,27 +217,18 @@ def _redundant(paren: exp.Paren) -> bool:
     )
 
 
-def _references(statements: tuple[exp.Expr, ...] | None, sql: str) -> tuple[str, ...]:
-    found: list[str] = []
-    if statements is not None:
-        for statement in statements:
-            for table in statement.find_all(exp.Table):
-                if table.db in KINDS and table.name and not table.catalog:
-                    found.append(f"{table.db}.{table.name}")
-    else:
-        tokens = _tokens(sql)
-        for i in range(len(tokens) - 2):
-            (_, kind), (dot, _), (_, name) = tokens[i : i + 3]
-            if (
-                kind in KINDS
-                and dot == TokenType.DOT
-                and tokens[i + 2][0]
-                in (
-                    TokenType.VAR,
-                    TokenType.IDENTIFIER,
-                )
-            ):
-                found.append(f"{kind}.{name}")
+def _token_references(sql: str) -> tuple[str, ...]:
+    """Node references read from tokens, for SQL that sqlglot cannot parse."""
+    tokens = _tokens(sql)
+    found = [
+        f"{kind}.{name}"
+        for (_, kind), (dot, _), (name_type, name) in zip(
+            tokens, tokens[1:], tokens[2:]
+        )
+        if kind in KINDS
+        and dot == TokenType.DOT
+        and name_type in (TokenType.VAR, TokenType.IDENTIFIER)
+    ]
     return tuple(dict.fromkeys(found))
 
 

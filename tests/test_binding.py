@@ -1,0 +1,127 @@
+"""Tests for the schema check: SQL bound against its inputs' columns, in parallel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from seeknal_jupyter.binding import check_schemas
+from seeknal_jupyter.dag import Dag, build_dag
+from seeknal_jupyter.errors import ProjectError
+from seeknal_jupyter.fingerprint import fingerprints
+from seeknal_jupyter.loader import load_nodes
+
+SOURCE = """\
+kind: source
+name: events
+source: csv
+table: data/events.csv
+schema:
+  - {name: id, data_type: integer}
+  - {name: amount, data_type: double}
+  - {name: total, data_type: bigint}
+"""
+
+
+def transform(name: str, sql: str, inputs: str = "source.events") -> str:
+    body = "\n".join(f"  {line}" for line in sql.splitlines())
+    return (
+        f"---\nkind: transform\nname: {name}\ninputs:\n  - ref: {inputs}\n"
+        f"transform: |\n{body}\n"
+    )
+
+
+def project(tmp_path: Path, *transforms: str) -> tuple[Path, Dag, dict[str, str]]:
+    (tmp_path / "data").mkdir(parents=True)
+    (tmp_path / "data" / "events.csv").write_text("id,amount,total\n1,2.5,3\n")
+    (tmp_path / "seeknal").mkdir()
+    (tmp_path / "seeknal" / "nodes.yml").write_text(SOURCE + "".join(transforms))
+    dag = build_dag(load_nodes(tmp_path).nodes)
+    return tmp_path, dag, fingerprints(dag, tmp_path)
+
+
+WIDE = [
+    transform(
+        f"t{i}",
+        f"SELECT id, amount * {i} AS a{i}, sum(total) AS s FROM events\nGROUP BY ALL",
+    )
+    for i in range(12)
+]
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_columns_are_the_same_whatever_the_number_of_workers(
+    tmp_path: Path, workers: int
+) -> None:
+    """Twelve nodes of one layer read their input by bare name at the same time;
+    each cursor's name for it is its own, so every node binds to its columns."""
+    root, dag, fps = project(
+        tmp_path,
+        *WIDE,
+        transform(
+            "joined",
+            "SELECT t0.id, t11.a11 FROM transform.t0\nJOIN transform.t11 USING (id)",
+            "transform.t0",
+        ),
+    )
+
+    found = check_schemas(dag, list(dag.order), None, root, fps, {}, workers)
+
+    assert found[fps["source.events"]] == [
+        ["id", "INTEGER"],
+        ["amount", "DOUBLE"],
+        ["total", "BIGINT"],
+    ]
+    for i in range(12):
+        assert found[fps[f"transform.t{i}"]] == [
+            ["id", "INTEGER"],
+            [f"a{i}", "DOUBLE"],
+            ["s", "HUGEINT"],
+        ]
+    assert found[fps["transform.joined"]] == [["id", "INTEGER"], ["a11", "DOUBLE"]]
+
+
+def test_every_problem_is_reported_once_in_topological_order(tmp_path: Path) -> None:
+    """Problems found by different threads come back in the project's order, and a
+    node reading a broken one is not reported again."""
+    root, dag, fps = project(
+        tmp_path,
+        *WIDE[:3],
+        transform("bad_column", "SELECT nope FROM events"),
+        transform("bad_syntax", "SELECT id FROM FROM events"),
+        transform(
+            "reads_bad", "SELECT * FROM transform.bad_column", "transform.bad_column"
+        ),
+    )
+
+    with pytest.raises(ProjectError) as raised:
+        check_schemas(dag, list(dag.order), None, root, fps, {}, workers=4)
+
+    problems = raised.value.problems
+    order = list(dag.order)
+    assert [p.node for p in problems] == sorted(
+        ["transform.bad_column", "transform.bad_syntax"], key=order.index
+    )
+    assert (
+        "nope"
+        in problems[[p.node for p in problems].index("transform.bad_column")].message
+    )
+
+
+def test_remembered_columns_are_not_bound_again(tmp_path: Path) -> None:
+    """A node whose fingerprint was checked before keeps those columns, and the
+    nodes reading it bind against them."""
+    root, dag, fps = project(
+        tmp_path,
+        transform("first", "SELECT id FROM events"),
+        transform("second", "SELECT * FROM transform.first", "transform.first"),
+    )
+    known = {fps["transform.first"]: [["id", "INTEGER"], ["remembered", "VARCHAR"]]}
+
+    found = check_schemas(dag, list(dag.order), None, root, fps, known)
+
+    assert found[fps["transform.second"]] == [
+        ["id", "INTEGER"],
+        ["remembered", "VARCHAR"],
+    ]
