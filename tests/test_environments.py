@@ -1234,7 +1234,10 @@ def test_production_answers_to_prod_and_production(
         classes = environments.load_plan(project, name).classes()
         assert set(classes.values()) == {"UNCHANGED"}
         assert cli.main(["run", "--env", name, "--project", str(project.root)]) == 0
-        assert "Run succeeded: 0 executed, 15 cached of 15 nodes" in capsys.readouterr().out
+        assert (
+            "Run succeeded: 0 executed, 15 cached of 15 nodes"
+            in capsys.readouterr().out
+        )
     assert not (project.target / "environments/prod").exists()
     assert not (project.target / "environments/production").exists()
 
