@@ -27,3 +27,10 @@ def test_ruff_finds_nothing() -> None:
 def test_mypy_finds_nothing() -> None:
     result = run_tool("mypy", "seeknal_jupyter")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_code_is_formatted() -> None:
+    result = run_tool(
+        "ruff", "format", "--check", "seeknal_jupyter", "tests", "benchmarks"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
