@@ -123,7 +123,7 @@ class _Check:
         """Bind ``node_ids`` layer by layer, each layer's nodes at the same time."""
         bound: list[str] = []
         with self._cursors() as cursors, ThreadPoolExecutor(max(1, workers)) as pool:
-            for layer in _by_layer(self.dag, node_ids):
+            for layer in self.dag.layers(node_ids):
                 ready = [n for n in layer if self._stage_inputs(n)]
                 ok = pool.map(lambda n: self._bind(cursors(), n), ready)
                 bound += [n for n, done in zip(ready, ok) if done]
@@ -192,11 +192,6 @@ class _Check:
         finally:
             for conn in made:
                 conn.close()
-
-
-def _by_layer(dag: Dag, node_ids: list[str]) -> list[list[str]]:
-    wanted = set(node_ids)
-    return [[n for n in layer if n in wanted] for layer in dag.layers()]
 
 
 def _schema_problem(

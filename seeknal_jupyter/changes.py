@@ -47,8 +47,6 @@ RUNS = (
     ChangeClass.DEPENDENT,
     ChangeClass.ADDED,
 )
-CAUSES = (ChangeClass.NON_BREAKING, ChangeClass.BREAKING, ChangeClass.ADDED)
-METADATA_FIELDS = ("description", "owner", "tags")
 FUNCTIONAL_FIELDS = (
     "kind",
     "name",

@@ -29,11 +29,17 @@ class Dag:
     def layer_count(self) -> int:
         return max(self.layer.values(), default=-1) + 1
 
-    def layers(self) -> list[list[str]]:
-        """Node ids grouped by layer, each in topological order."""
+    def layers(self, ids: Iterable[str] | None = None) -> list[list[str]]:
+        """Node ids grouped by layer, each in topological order.
+
+        Args:
+            ids: only these nodes (every layer is still listed, maybe empty).
+        """
+        chosen = None if ids is None else set(ids)
         grouped: list[list[str]] = [[] for _ in range(self.layer_count)]
         for node_id in self.order:
-            grouped[self.layer[node_id]].append(node_id)
+            if chosen is None or node_id in chosen:
+                grouped[self.layer[node_id]].append(node_id)
         return grouped
 
     def upstream_of(self, ids: Iterable[str]) -> set[str]:

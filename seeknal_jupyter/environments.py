@@ -46,6 +46,7 @@ from seeknal_jupyter.changes import (
 from seeknal_jupyter.dag import Dag
 from seeknal_jupyter.errors import ProjectError, RunFailed, UsageError
 from seeknal_jupyter.events import Reporter, Reporters
+from seeknal_jupyter.execute import connection, write_export
 from seeknal_jupyter.fingerprint import fingerprints
 from seeknal_jupyter.loader import NAME_PATTERN, NAME_RULE, Node
 from seeknal_jupyter.project import (
@@ -63,7 +64,6 @@ from seeknal_jupyter.store import (
     State,
     Store,
     display_name,
-    fsync_file,
     is_production,
     replace_atomically,
     temp_path_for,
@@ -209,10 +209,8 @@ class EnvPlan:
         """Every node's change class by id, removed nodes included."""
         return {n: str(c.change_class) for n, c in self.changes.items()}
 
-    def change_of(self, node_id: str) -> Change:
-        return self.changes[node_id]
-
     def counts(self) -> dict[str, int]:
+        """How many nodes each change class has, every class listed."""
         return {str(k): len(self.of_class(k)) for k in ChangeClass}
 
     @property
@@ -261,7 +259,7 @@ class EnvPlan:
         breaking = len(self.breaking)
         extra = f" ({breaking} BREAKING)" if breaking else ""
         return (
-            f"{run} node{'s' if run != 1 else ''} to execute{extra}, "
+            f"{plural(run, 'node')} to execute{extra}, "
             f"{self.project_nodes - run} read from production; "
             f"added {len(self.of_class(ChangeClass.ADDED))}, "
             f"removed {len(self.of_class(ChangeClass.REMOVED))}"
@@ -720,7 +718,7 @@ def apply(
             for n in split.to_run
         }
         return ExecutionPlan(
-            dag, split.to_run, split.kept + split.borrowed, workers, mode, reasons
+            dag, split.to_run, split.cached(dag), workers, mode, reasons
         )
     with store.writing(command):
         settle_plans(store)
@@ -751,7 +749,7 @@ def apply(
             generation,
             state,
             split.to_run,
-            [n for n in dag.order if n in set(split.kept) | set(split.borrowed)],
+            split.cached(dag),
             workers,
             Reporters(*([reporter] if reporter else [])),
             cancel,
@@ -785,6 +783,11 @@ class _Split:
     borrowed: list[str]
     production: State
 
+    def cached(self, dag: Dag) -> list[str]:
+        """The nodes not run: kept here or read from production, in DAG order."""
+        chosen = {*self.kept, *self.borrowed}
+        return [n for n in dag.order if n in chosen]
+
 
 def _split(
     project: Project,
@@ -804,12 +807,10 @@ def _split(
         for n in wanted
         if not full and project.is_fresh(dag.nodes[n], own, fps[n], export_root)
     ]
-    to_run = [n for n in wanted if n not in kept]
-    borrowed = [
-        n
-        for n in dag.order
-        if n not in to_run and n not in kept and n in production.entries
-    ]
+    built_here = set(kept)
+    to_run = [n for n in wanted if n not in built_here]
+    built_here.update(to_run)
+    borrowed = [n for n in dag.order if n not in built_here and n in production.entries]
     return _Split(to_run, kept, {n: own.entries[n] for n in kept}, borrowed, production)
 
 
@@ -1034,17 +1035,11 @@ def _refresh_exports(
             and own_entry.snapshot == entry.snapshot
             and own_entry.export == project.export_record(own)
         )
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path_for(final)
-        try:
-            if reusable:
-                os.link(own, tmp)
-            else:
-                _copy_out(store.target / entry.snapshot, tmp, node.export[1])
-                fsync_file(tmp)
-            replace_atomically(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
+        if reusable:
+            _link_into_place(own, final)
+        else:
+            with connection() as conn:
+                write_export(conn, store.target / entry.snapshot, final, node.export[1])
         state.entries[node_id] = replace(entry, export=project.export_record(final))
         written.append(_relative(project, final))
     return written
@@ -1059,16 +1054,15 @@ def _recorded_node(node_id: str, record: dict[str, Any]) -> Node | None:
     )
 
 
-def _copy_out(snapshot: Path, path: Path, fmt: str) -> None:
-    conn = duckdb.connect()
-    conn.execute("SET enable_progress_bar = false")
+def _link_into_place(existing: Path, final: Path) -> None:
+    """Make ``final`` another name of the file ``existing``, atomically."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(final)
     try:
-        conn.execute(
-            f"COPY (SELECT * FROM read_parquet({quote_literal(str(snapshot))})) "
-            f"TO {quote_literal(str(path))} (FORMAT {'csv' if fmt == 'csv' else 'parquet'})"
-        )
+        os.link(existing, tmp)
+        replace_atomically(tmp, final)
     finally:
-        conn.close()
+        tmp.unlink(missing_ok=True)
 
 
 def _promotion(
@@ -1437,12 +1431,8 @@ def diff(project: Project, node: str, env: str, limit: int = 10) -> NodeDiff:
     store.touch(env)
     env_path = store.target / own.snapshot if own else None
     prod_path = store.target / production.snapshot if production else None
-    conn = duckdb.connect()
-    conn.execute("SET enable_progress_bar = false")
-    try:
+    with connection() as conn:
         return _compare_outputs(conn, node_id, env, env_path, prod_path, limit)
-    finally:
-        conn.close()
 
 
 def _compare_outputs(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from seeknal_jupyter.report import plural
+
 if TYPE_CHECKING:
     from seeknal_jupyter.report import RunResult
 
@@ -38,8 +40,7 @@ class ProjectError(SeeknalError):
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        count = len(problems)
-        head = f"{count} problem{'s' if count != 1 else ''} in the project"
+        head = f"{plural(len(problems), 'problem')} in the project"
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in problems))
 
 

@@ -9,8 +9,9 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,17 @@ def open_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
     for kind in KINDS:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(kind)}")
     return conn
+
+
+@contextmanager
+def connection() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection for reading outputs outside a run (configured like a worker's,
+    with the machine to itself), closed afterwards."""
+    conn = open_connection(Settings.for_workers(1))
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def configure(
@@ -303,9 +315,10 @@ def bare_name_inputs(node: Node) -> list[str]:
     ]
 
 
-def _write_export(
+def write_export(
     conn: duckdb.DuckDBPyConnection, snapshot: Path, path: Path, fmt: str
 ) -> None:
+    """Write an exposure file (``fmt``: parquet or csv) from a snapshot, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(path)
     try:
@@ -370,7 +383,7 @@ def build(conn: duckdb.DuckDBPyConnection, task: Task) -> Built:
         fsync_file(tmp)
         os.replace(tmp, task.snapshot)
         if task.export_path is not None and node.export is not None:
-            _write_export(conn, task.snapshot, task.export_path, node.export[1])
+            write_export(conn, task.snapshot, task.export_path, node.export[1])
     finally:
         tmp.unlink(missing_ok=True)
         for view in views:
@@ -635,9 +648,3 @@ class Executor:
                     f"upstream {first} {verb}",
                 )
                 cause[node_id] = "skipped"
-
-
-def layered(ids: Iterable[str], dag: Dag) -> list[list[str]]:
-    """``ids`` grouped by their DAG layer, empty layers kept."""
-    chosen = set(ids)
-    return [[n for n in layer if n in chosen] for layer in dag.layers()]

@@ -14,8 +14,6 @@ from seeknal_jupyter.dag import Dag
 from seeknal_jupyter.loader import Node
 from seeknal_jupyter.sql import normalise
 
-METADATA_FIELDS = ("description", "owner", "tags")
-
 
 def source_paths(root: Path, node: Node) -> list[Path]:
     """The data files a source reads (its ``table`` may be a glob), sorted."""

@@ -29,7 +29,7 @@ from seeknal_jupyter.events import (
     RunFinished,
     RunStarted,
 )
-from seeknal_jupyter.report import RunResult
+from seeknal_jupyter.report import RunResult, plural
 
 log = logging.getLogger(__name__)
 
@@ -253,8 +253,7 @@ class ProgressPanel:
         width = max((len(node_id) for node_id in self.nodes), default=4)
         lines = []
         for row in self.nodes.values():
-            rows = "" if row.rows is None else f"{row.rows:,} row"
-            rows += "s" if row.rows not in (None, 1) else ""
+            rows = "" if row.rows is None else plural(row.rows, "row")
             seconds = "" if row.seconds is None else f"{row.seconds:.2f} s"
             lines.append(
                 f"  {row.node_id:<{width}}  layer {row.layer + 1}  {row.state:<9}  "
@@ -318,7 +317,7 @@ class ProgressPanel:
         if self._started is None:
             return "Waiting for the run to start"
         event = self._started
-        workers = f"{event.workers} worker{'s' if event.workers != 1 else ''}"
+        workers = plural(event.workers, "worker")
         return (
             f"Running {event.project} [{event.env}], {event.mode}, {workers}: "
             f"{len(event.to_run)} to run, {len(event.cached)} cached"

@@ -37,6 +37,7 @@ from seeknal_jupyter.execute import (
     Settings,
     Task,
     check_source_files,
+    connection,
     source_query,
 )
 from seeknal_jupyter.fingerprint import definition, fingerprints
@@ -349,8 +350,9 @@ class Project:
         state = self.store.load_state(env)
         to_run, cached = self._split(dag, selected, fps, state, full, env)
         workers = worker_count(parallel, max_workers)
+        run_set = set(to_run)
         reasons = {
-            n: self._run_reason(dag, n, fps, state, set(to_run), full) for n in to_run
+            n: self._run_reason(dag, n, fps, state, run_set, full) for n in to_run
         }
         return ExecutionPlan(dag, to_run, cached, workers, _mode(full), reasons)
 
@@ -756,26 +758,19 @@ class Project:
                 node_id,
             )
         path = quote_literal(str(self.target / entry.snapshot))
-        conn = duckdb.connect()
-        conn.execute("SET enable_progress_bar = false")
-        try:
+        with connection() as conn:
             return _rows(conn, f"SELECT * FROM read_parquet({path})", limit)
-        finally:
-            conn.close()
 
     def _preview_source(self, node: Node, limit: int | None) -> Any:
         """The first rows of a source's data file, read as a run would read it."""
-        conn = duckdb.connect()
-        conn.execute("SET enable_progress_bar = false")
         try:
             check_source_files(node, self.root)
-            frame = _rows(conn, source_query(conn, node, self.root), limit)
+            with connection() as conn:
+                frame = _rows(conn, source_query(conn, node, self.root), limit)
         except (NodeError, duckdb.Error) as error:
             raise UsageError(
                 f"{node.id} ({node.location}): {first_line(error)}"
             ) from None
-        finally:
-            conn.close()
         log.warning(
             "%s has not run yet; this is its data file %s, read with its declared "
             "schema",

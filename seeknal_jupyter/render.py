@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from html import escape as html_escape
 from typing import Any
 
+from seeknal_jupyter.report import plural
+
 _log = logging.getLogger(__name__)
 
 MODES = ("kind", "status", "plan")
@@ -343,14 +345,10 @@ def _heading(graph: _Graph, title: str | None) -> str:
     if graph.collapsed_from is None:
         return title or ""
     note = (
-        f"collapsed: {_count(graph.collapsed_from, 'node')} shown as "
-        f"{_count(len(graph.boxes), 'group')} of (layer, kind)"
+        f"collapsed: {plural(graph.collapsed_from, 'node')} shown as "
+        f"{plural(len(graph.boxes), 'group')} of (layer, kind)"
     )
     return f"{title}\n({note})" if title else f"({note})"
-
-
-def _count(number: int, word: str) -> str:
-    return f"{number:,} {word}" + ("" if number == 1 else "s")
 
 
 def _dot_id(text: str) -> str:
@@ -514,7 +512,7 @@ def _text_view(graph: _Graph, heading: str) -> str:
         layers.setdefault(box.layer, []).append(box)
     word = "node" if graph.collapsed_from is None else "group"
     lines = [heading] if heading else []
-    lines.append(f"{_count(len(graph.boxes), word)} in {_count(len(layers), 'layer')}")
+    lines.append(f"{plural(len(graph.boxes), word)} in {plural(len(layers), 'layer')}")
     for layer in sorted(layers):
         lines.append(f"layer {layer + 1}")
         lines.extend(

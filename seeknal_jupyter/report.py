@@ -16,7 +16,6 @@ from seeknal_jupyter.events import (
     RunStarted,
 )
 
-STATUSES = ("success", "cached", "failed", "skipped", "cancelled")
 VERDICT = {"success": "succeeded", "failed": "FAILED", "cancelled": "cancelled"}
 
 

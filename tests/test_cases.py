@@ -1118,9 +1118,7 @@ def test_c14_reserved_column_names_reach_outputs_and_plan_diffs(tmp_path: Path) 
         "transform.group": "BREAKING",
         "transform.picked": "ADDED",
     }
-    assert plan.change_of("transform.group").reasons == [
-        "column group renamed to select"
-    ]
+    assert plan.changes["transform.group"].reasons == ["column group renamed to select"]
     environments.apply(project, "dev")
     group = project.output_path("group", env="dev")
     picked = project.output_path("picked", env="dev")

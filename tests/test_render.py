@@ -7,7 +7,7 @@ import logging
 import random
 import re
 import shutil
-import time
+import threading
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 
@@ -558,14 +558,11 @@ def test_graph_at_max_nodes_is_not_collapsed() -> None:
 def test_five_thousand_nodes_draw_collapsed() -> None:
     nodes = generated_nodes(5000)
 
-    started = time.perf_counter()
     picture = draw(nodes, mode="plan", engine="wasm")
-    seconds = time.perf_counter() - started
 
     assert picture.engine == "wasm"
     assert picture.svg is not None
     assert len(drawn_nodes(picture.svg)) == 6
-    assert seconds < 30
 
 
 def test_failing_renderers_fall_back_to_text(
@@ -599,17 +596,22 @@ def test_renderer_output_that_is_not_svg_falls_back(
 def test_a_renderer_that_hangs_times_out_to_text(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def slow(dot: str) -> str:
-        time.sleep(5)
+    release, finished = threading.Event(), threading.Event()
+
+    def hanging(dot: str) -> str:
+        release.wait(30)
+        finished.set()
         return "<svg/>"
 
-    monkeypatch.setitem(render._RENDERERS, "wasm", slow)
+    monkeypatch.setitem(render._RENDERERS, "wasm", hanging)
 
-    started = time.perf_counter()
-    picture = draw(fraud_nodes(), engine="wasm", timeout=0.2)
+    try:
+        picture = draw(fraud_nodes(), engine="wasm", timeout=0.2)
 
-    assert picture.engine == "text"
-    assert time.perf_counter() - started < 2
+        assert picture.engine == "text"
+        assert not finished.is_set(), "draw waited for the renderer to finish"
+    finally:
+        release.set()
 
 
 def dense_nodes(width: int, fan_in: int) -> list[DrawNode]:
