@@ -328,10 +328,9 @@ def _is_aggregating(select: exp.Select) -> bool:
 
 
 def _aggregates(item: exp.Expr) -> bool:
-    return any(
-        isinstance(n, exp.AggFunc) and not n.find_ancestor(exp.Window)
-        for n in item.walk()
-    )
+    """Whether ``item`` aggregates the query's rows (not in a window or subquery)."""
+    inner = item.walk(prune=lambda n: isinstance(n, (exp.Query, exp.Window)))
+    return any(isinstance(n, exp.AggFunc) for n in inner)
 
 
 def _added_column_changes_rows(old: exp.Select, new: exp.Select, name: str) -> str:
@@ -357,7 +356,7 @@ def _projection_reasons(old: exp.Select, new: exp.Select) -> list[Reason]:
     before, after = _projections(old), _projections(new)
     removed = [n for n in before if n not in after]
     added = [n for n in after if n not in before]
-    reasons: list[Reason] = []
+    reasons = _star_reasons(removed, added)
     renamed: set[str] = set()
     for name in removed:
         target = next(
@@ -394,9 +393,58 @@ def _projection_reasons(old: exp.Select, new: exp.Select) -> list[Reason]:
             )
     kept_before = [n for n in before if n in after]
     kept_after = [n for n in after if n in before]
-    if not reasons and kept_before != kept_after:
+    if kept_before != kept_after:
         reasons.append(Reason(ChangeClass.BREAKING, "output column order changed"))
+    return reasons + _position_reasons(list(before), list(after), new)
+
+
+def _star_reasons(removed: list[str], added: list[str]) -> list[Reason]:
+    """A changed ``*`` projection (``* EXCLUDE (a)``, ``t.*``) as one reason; the
+    star entries are taken out of ``removed`` and ``added``."""
+    old = [n for n in removed if _is_star(n)]
+    new = [n for n in added if _is_star(n)]
+    for name in old + new:
+        (removed if name in old else added).remove(name)
+    if not old and not new:
+        return []
+    text = (
+        f"star projection {', '.join(old) or '(none)'} is now "
+        f"{', '.join(new) or '(none)'}"
+    )
+    return [Reason(ChangeClass.BREAKING, text)]
+
+
+def _is_star(name: str) -> bool:
+    return name.startswith("*") or name.split(" ", 1)[0].endswith(".*")
+
+
+def _position_reasons(
+    before: list[str], after: list[str], new: exp.Select
+) -> list[Reason]:
+    """ORDER BY and GROUP BY positions (``ORDER BY 2``) now naming another column."""
+    reasons = []
+    for label, position in dict.fromkeys(_positions(new)):
+        was = before[position - 1] if 0 < position <= len(before) else None
+        now = after[position - 1] if 0 < position <= len(after) else None
+        if was != now:
+            reasons.append(
+                Reason(
+                    ChangeClass.BREAKING,
+                    f"{label} {position} now refers to column {now} (was {was})",
+                )
+            )
     return reasons
+
+
+def _positions(select: exp.Select) -> list[tuple[str, int]]:
+    found = []
+    for key, label in (("order", "ORDER BY"), ("group", "GROUP BY")):
+        clause = select.args.get(key)
+        for item in clause.expressions if clause is not None else ():
+            target = item.this if isinstance(item, exp.Ordered) else item
+            if isinstance(target, exp.Literal) and target.is_int:
+                found.append((label, int(target.name)))
+    return found
 
 
 def sql_reasons(
@@ -467,7 +515,7 @@ def _list_reasons(
     ]
     kept_before = [n for n in old if n in new]
     kept_after = [n for n in new if n in old]
-    if not reasons and kept_before != kept_after:
+    if kept_before != kept_after:
         reasons.append(Reason(ChangeClass.BREAKING, f"{label} order changed"))
     return reasons
 

@@ -232,6 +232,18 @@ EDITS = [
         "feature order changed",
     ),
     (
+        "feature order changed and a feature added",
+        "payment_features.yml",
+        "  customer_id:\n    dtype: integer\n  amount:\n    dtype: double\n",
+        (
+            "  amount:\n    dtype: double\n  customer_id:\n    dtype: integer\n"
+            "  double_amount:\n    dtype: double\n"
+        ),
+        FEATURES_ID,
+        ChangeClass.BREAKING,
+        "feature order changed",
+    ),
+    (
         "column removed from the SQL",
         "clean_payments.yml",
         "amount, country\n",
@@ -567,6 +579,34 @@ def test_metadata_and_dependent_together_keep_both_reasons(
             ],
         ),
         ("SELECT a, b FROM t", "SELECT b, a FROM t", ["output column order changed"]),
+        (
+            "SELECT a, b FROM t",
+            "SELECT b, a, c FROM t",
+            ["SQL now also outputs column c", "output column order changed"],
+        ),
+        (
+            "SELECT a FROM t",
+            "SELECT a, (SELECT max(x) FROM u) AS top FROM t",
+            ["SQL now also outputs column top"],
+        ),
+        (
+            "SELECT * FROM t",
+            "SELECT * EXCLUDE (a) FROM t",
+            ["star projection * is now * EXCLUDE"],
+        ),
+        (
+            "SELECT a, b FROM t ORDER BY 2",
+            "SELECT a, c, b FROM t ORDER BY 2",
+            [
+                "SQL now also outputs column c",
+                "ORDER BY 2 now refers to column c",
+            ],
+        ),
+        (
+            "SELECT a, b FROM t ORDER BY 2",
+            "SELECT a, b, c FROM t ORDER BY 2",
+            ["SQL now also outputs column c"],
+        ),
         (
             "SELECT k, count(*) AS n FROM t GROUP BY ALL",
             "SELECT k, channel, count(*) AS n FROM t GROUP BY ALL",
