@@ -541,7 +541,8 @@ def _dag(args: argparse.Namespace, project: Project, _: Any) -> Any:
     from seeknal_jupyter import graph
 
     path = svg_path(args.output) if args.output else None
-    picture = graph.picture(project, plan_env=args.plan_env)
+    engine = "auto" if path is not None else "text"
+    picture = graph.picture(project, plan_env=args.plan_env, engine=engine)
     if path is None:
         return picture
     write_svg(picture, path)
@@ -561,7 +562,7 @@ def svg_path(output: str) -> Path:
 def write_svg(picture: Any, path: Path) -> None:
     """Write a DagPicture's SVG; a missing renderer or folder is a UsageError."""
     if picture.svg is None:
-        raise UsageError(f"no SVG renderer is available; {path} was not written")
+        raise UsageError(f"{picture.problem}; {path} was not written")
     try:
         path.write_text(picture.svg, encoding="utf-8")
     except OSError as error:

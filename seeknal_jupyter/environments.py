@@ -188,7 +188,6 @@ class EnvPlan:
     stale: dict[str, str] = field(default_factory=dict)
     plan_id: str = ""
     path: Path | None = None
-    source: Project | None = field(default=None, repr=False, compare=False)
 
     @property
     def to_execute(self) -> list[str]:
@@ -327,15 +326,9 @@ class EnvPlan:
         return "".join(rows)
 
     def _picture_html(self) -> str:
-        if self.source is None:
-            return ""
         from seeknal_jupyter import graph
 
-        try:
-            return graph.picture(self.source, plan_env=self.env).html()
-        except (ProjectError, UsageError) as error:
-            log.info("no plan picture for %s: %s", self.env, error)
-            return ""
+        return graph.plan_picture(self).html()
 
     def _repr_html_(self) -> str:
         warning = self.warning()
@@ -409,7 +402,6 @@ def _compare(
         records={n: node_record(dag.nodes[n]) for n in dag.order},
         stale=stale_nodes(dag, changes, fps, production),
         plan_id=uuid.uuid4().hex,
-        source=project,
     )
 
 
@@ -468,7 +460,6 @@ def load_plan(project: Project, env: str) -> EnvPlan:
         ) from None
     result = EnvPlan.from_json(body)
     result.path = path.relative_to(project.root)
-    result.source = project
     return result
 
 

