@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +20,11 @@ from typing import Any
 from IPython.core.error import UsageError as IPythonUsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from IPython.display import display
 from traitlets import Enum, Integer, TraitError, validate
 
 from seeknal_jupyter import cli, graph
 from seeknal_jupyter.cells import is_yaml_body
-from seeknal_jupyter.errors import RunFailed, SeeknalError
+from seeknal_jupyter.errors import LockedError, RunFailed, SeeknalError
 from seeknal_jupyter.errors import UsageError as SeeknalUsageError
 from seeknal_jupyter.progress import ProgressPanel
 from seeknal_jupyter.project import Project
@@ -94,12 +94,13 @@ class SeeknalMagics(Magics):
         It takes the command line's commands and options (``%seeknal -h`` lists
         them) plus ``project PATH``, which loads the project the notebook works on.
         Results come back as objects with HTML and text views; ``show`` returns a
-        pandas DataFrame.
+        pandas DataFrame. A ``;`` ending the line only hides the result, as it
+        does after any Python expression.
         """
         try:
-            args = cli.parse(line, notebook=True)
+            args = cli.parse(line.rstrip().removesuffix(";"), notebook=True)
         except SeeknalUsageError as error:
-            raise IPythonUsageError(str(error)) from None
+            raise IPythonUsageError(_as_magic(str(error))) from None
         except ValueError as error:
             raise IPythonUsageError(f"%seeknal: {error}") from None
         except SystemExit:
@@ -231,14 +232,29 @@ class SeeknalMagics(Magics):
             result = cli.dispatch(args, project, reporter)
         except RunFailed as failure:
             self._remember(project, failure.result)
-            display(failure.result)
             resumes = (
                 "; the next run resumes" if failure.result.count("cancelled") else ""
             )
             raise IPythonUsageError(failure.result.headline() + resumes) from None
         if isinstance(result, RunResult):
             self._remember(project, result)
+            if isinstance(reporter, ProgressPanel):
+                self._shown_in_this_cell(result)
         return result
+
+    def _shown_in_this_cell(self, result: RunResult) -> None:
+        """The panel's display is the summary now: the cell's own display of the
+        returned result would show it twice, a later cell's shows it again."""
+        if self.shell is None:
+            return
+        result.summary_shown = True
+        events = self.shell.events
+
+        def cell_done(*_: Any) -> None:
+            result.summary_shown = False
+            events.unregister("post_run_cell", cell_done)
+
+        events.register("post_run_cell", cell_done)
 
     def _dag(self, args: Any, project: Project) -> Any:
         result = self.last_result if self._last_result_root == project.root else None
@@ -293,11 +309,24 @@ def _with_nodes(project: Project) -> Project:
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn the package's errors into IPython's one-line usage errors."""
+    """Turn the package's errors into IPython's one-line usage errors, naming
+    seeknal commands as the magic spells them."""
     try:
         yield
-    except SeeknalError as error:
+    except LockedError as error:
         raise IPythonUsageError(str(error)) from None
+    except SeeknalError as error:
+        raise IPythonUsageError(_as_magic(str(error))) from None
+
+
+_COMMAND = re.compile(
+    r"(?<![\w%/.-])seeknal (?=(?:" + "|".join(sorted(cli.HANDLERS)) + r")\b)"
+)
+
+
+def _as_magic(text: str) -> str:
+    """``text`` with each ``seeknal COMMAND`` it names written ``%seeknal COMMAND``."""
+    return _COMMAND.sub("%seeknal ", text)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,8 @@
 
 The executor hands every event to the panel on the thread that called ``run`` (the
 kernel's main thread) and calls ``tick()`` a few times a second; worker threads never
-touch a widget. While a cell runs the kernel reads no messages from the front end, so
+touch a widget. When the run ends, the panel's display becomes the run's summary (HTML
+and text), which a saved notebook keeps without any widget state. While a cell runs the kernel reads no messages from the front end, so
 ``tick()`` also handles the widget messages waiting on the kernel's shell channel
 (that is how the Cancel button's click arrives) and hands every other message back
 to the kernel, in order, for when the cell is done.
@@ -233,8 +234,8 @@ class ProgressPanel:
     def text(self) -> str:
         """The panel as plain text, for front ends that cannot show widgets.
 
-        Such a front end shows it when the run starts and once more when it
-        ends; by then it also lists every node with its state, rows and seconds.
+        Such a front end shows it when the run starts; when the run ends, the
+        summary's text takes its place.
         """
         lines = [self._headline()]
         rows = list(self.nodes.values())
@@ -243,23 +244,7 @@ class ProgressPanel:
         )
         for bar, count in zip(self.layer_bars, self.layer_counts, strict=True):
             lines.append(f"{bar.description:<9}  {count.value.replace(' / ', '/')}")
-        if self.result is not None:
-            lines.extend(self._node_lines())
-            lines.extend(f"  {note}" for note in self.result.notes())
-            lines.append(self.result.headline())
         return "\n".join(lines)
-
-    def _node_lines(self) -> list[str]:
-        width = max((len(node_id) for node_id in self.nodes), default=4)
-        lines = []
-        for row in self.nodes.values():
-            rows = "" if row.rows is None else plural(row.rows, "row")
-            seconds = "" if row.seconds is None else f"{row.seconds:.2f} s"
-            lines.append(
-                f"  {row.node_id:<{width}}  layer {row.layer + 1}  {row.state:<9}  "
-                f"{rows:>14}  {seconds:>8}".rstrip()
-            )
-        return lines
 
     def _start(self, event: RunStarted) -> None:
         self._started = event
@@ -301,12 +286,19 @@ class ProgressPanel:
             if bar.bar_style != "danger":
                 bar.bar_style = "success" if bar.value == bar.max else "warning"
         self.cancel_button.disabled = True
-        if not self.cancel.is_set():
-            self.cancel_button.description = "Finished"
-        if self.result is not None:
-            self.title.value = f"<b>{html.escape(self.result.headline())}</b>"
+        self.cancel_button.description = (
+            "Cancelled" if self.cancel.is_set() else "Finished"
+        )
+        if self.result is None:
+            if self._handle is not None:
+                self._handle.update(_PanelView(self))
+            return
+        self.title.value = f"<b>{html.escape(self.result.headline())}</b>"
+        summary = _SummaryView(self.result)
         if self._handle is not None:
-            self._handle.update(_PanelView(self))
+            self._handle.update(summary)
+        else:
+            self._handle = self._display(summary, display_id=True)
 
     def _on_cancel(self, _: widgets.Button) -> None:
         self.cancel.set()
@@ -345,6 +337,16 @@ class ProgressPanel:
             "<thead><tr><th>node</th><th>layer</th><th>state</th><th>rows</th>"
             f"<th>seconds</th></tr></thead><tbody>{''.join(body)}</tbody></table></div>"
         )
+
+
+class _SummaryView:
+    """What the panel's display becomes when the run ends: the run's summary."""
+
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+
+    def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
+        return self.result.summary_bundle()
 
 
 class _PanelView:

@@ -53,7 +53,9 @@ class RunResult:
     ``layers`` is the number of layers of the project's DAG; :attr:`layer_count`
     is how many of them the run's nodes are in. ``stale`` lists the nodes that did
     not build (failed, skipped, cancelled) and keep an output made from an earlier
-    definition or data.
+    definition or data. ``summary_shown`` is set while the summary a front end
+    has just displayed should not be displayed again (the ``%seeknal run`` magic
+    sets it until its cell ends).
     """
 
     project: str
@@ -65,6 +67,7 @@ class RunResult:
     wall_seconds: float = 0.0
     critical_path: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
+    summary_shown: bool = field(default=False, repr=False, compare=False)
 
     def count(self, status: str) -> int:
         return sum(1 for n in self.nodes.values() if n.status == status)
@@ -180,6 +183,19 @@ class RunResult:
 
     def __repr__(self) -> str:
         return f"<RunResult {self.headline()}>"
+
+    def summary_bundle(self) -> dict[str, str]:
+        """The summary as a display: its HTML table, and its text for front ends
+        without HTML."""
+        return {"text/html": self._repr_html_(), "text/plain": str(self)}
+
+    def _ipython_display_(self) -> None:
+        """Show the HTML summary, unless ``summary_shown`` says it just was."""
+        if self.summary_shown:
+            return
+        from IPython.display import display
+
+        display({"text/html": self._repr_html_(), "text/plain": repr(self)}, raw=True)
 
     def _repr_html_(self) -> str:
         colour = {

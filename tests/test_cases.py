@@ -220,7 +220,8 @@ def shown_html(messages: list[dict[str, Any]]) -> str:
         "".join(
             m["content"]["data"]["text/html"]
             for m in messages
-            if m["msg_type"] in ("display_data", "execute_result")
+            if m["msg_type"]
+            in ("display_data", "update_display_data", "execute_result")
             and "text/html" in m["content"]["data"]
         )
     )
@@ -1468,8 +1469,13 @@ def test_c17_widget_progress_shows_3_of_6_with_failed_and_skipped(
     assert (overall["value"], overall["max"]) == (3, 6)
     assert overall["bar_style"] == "danger"
     assert count["value"] == "3 / 6 (1 failed, 2 skipped)"
-    assert panels[-1].update
-    assert "all nodes  3/6 (1 failed, 2 skipped)" in panels[-1].data["text/plain"]
+    summary = shown.outputs[-1]
+    assert summary.update and view not in summary.data
+    assert (
+        summary.data["text/plain"]
+        .splitlines()[-1]
+        .startswith("Run FAILED: 4 executed (1 failed), 0 cached, 2 skipped of 6 nodes")
+    )
 
 
 def test_c17_fixed_node_reruns_exactly_its_branch(tmp_path: Path) -> None:

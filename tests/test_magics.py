@@ -7,6 +7,8 @@ import io
 import logging
 import re
 import shutil
+import subprocess
+import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -357,12 +359,9 @@ def test_the_working_folder_is_the_default_project(
     assert current(ip).root == fraud
 
 
-def test_run_returns_the_result_and_a_failure_shows_the_summary(
-    ip: Any, fraud: Path, monkeypatch: pytest.MonkeyPatch
+def test_run_returns_the_result_and_a_failure_prints_the_summary_once(
+    ip: Any, fraud: Path
 ) -> None:
-    monkeypatch.setattr(
-        ip.display_formatter, "active_types", ["text/plain", "text/html"]
-    )
     seeknal(ip, f"project {fraud}")
     with capture_output() as shown:
         result = seeknal(ip, "run --parallel")
@@ -383,12 +382,133 @@ def test_run_returns_the_result_and_a_failure_shows_the_summary(
         "Run FAILED: 1 executed (1 failed), 15 cached of 16 nodes"
     )
     assert "\n" not in str(failed.error_in_exec)
-    summaries = [o.data["text/html"] for o in shown.outputs if "text/html" in o.data]
-    assert len(summaries) == 1
-    assert "card feed is down" in summaries[0]
     last = magics(ip).last_result
     assert last is not None
     assert last.statuses()["transform.card_feed"] == "failed"
+    assert shown.stdout.endswith(str(last) + "\n")
+    assert shown.stdout.count("nodes: 16, layers: 4, executed: 1,") == 1
+    assert "<RunResult" not in shown.stdout
+    assert shown.outputs == []
+
+
+def panel_displays(shown: Any) -> list[dict[str, Any]]:
+    """What each display of a captured cell showed, and whether it was an update."""
+    return [{"update": o.update, **o.data} for o in shown.outputs]
+
+
+def summaries(shown: Any) -> list[str]:
+    return [o.data["text/html"] for o in shown.outputs if "text/html" in o.data]
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "r = %seeknal run --parallel --full",
+        "%seeknal run --parallel --full;",
+        "%seeknal run --parallel --full",
+        "r = %seeknal run --parallel --full\nr",
+    ],
+)
+def test_the_panel_becomes_the_summary_shown_once_however_the_run_is_written(
+    ip: Any, fraud: Path, cell: str
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    ip.run_line_magic("config", "SeeknalMagics.progress = 'widget'")
+
+    with capture_output(display=True) as shown:
+        done = ip.run_cell(cell)
+
+    assert done.error_in_exec is None
+    result = magics(ip).last_result
+    assert result is not None and result.ok
+    (panel, summary) = panel_displays(shown)
+    assert panel["update"] is False
+    assert "application/vnd.jupyter.widget-view+json" in panel
+    assert summary["update"] is True
+    assert sorted(summary) == ["text/html", "text/plain", "update"]
+    assert summary["text/plain"] == str(result)
+    assert summary["text/html"] == result._repr_html_()
+    assert "Run succeeded: 15 executed, 0 cached of 15 nodes" in summary["text/html"]
+    assert summary["text/html"].count(">SUCCESS<") == FRAUD_IDS
+    assert not result.summary_shown
+
+    ip.user_ns["later"] = result
+    with capture_output(display=True) as again:
+        ip.run_cell("later")
+    assert summaries(again) == [result._repr_html_()]
+    assert again.outputs[0].data["text/plain"] == repr(result)
+
+
+def test_a_failed_run_in_the_panel_is_summarised_once(ip: Any, fraud: Path) -> None:
+    seeknal(ip, f"project {fraud}")
+    ip.run_line_magic("config", "SeeknalMagics.progress = 'widget'")
+    node_cell(
+        ip,
+        "transform card_feed --inputs card_data",
+        "SELECT card_id, error('card feed is down') AS status FROM card_data",
+    )
+
+    with capture_output(display=True) as shown:
+        failed = ip.run_cell("r = %seeknal run --parallel")
+
+    assert isinstance(failed.error_in_exec, UsageError)
+    (summary,) = summaries(shown)
+    assert "Run FAILED: 16 executed (1 failed), 0 cached of 16 nodes" in summary
+    assert "card feed is down" in summary
+    assert shown.outputs[-1].update
+
+
+def test_hints_name_the_magic_not_the_command_line(
+    ip: Any, fraud: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeknal(ip, f"project {fraud}")
+
+    err = failing_cell(ip, "%seeknal dag --plan dev", capsys)
+    assert err.strip() == (
+        "UsageError: environment 'dev' has no plan yet (environments: none); "
+        "make one with: %seeknal plan dev"
+    )
+    err = failing_cell(ip, "%seeknal run --env dev", capsys)
+    assert err.strip().endswith("; make one with: %seeknal plan dev")
+    err = failing_cell(ip, "%seeknal show txn_enriched", capsys)
+    assert err.strip() == (
+        "UsageError: transform.txn_enriched has no output in production yet; run "
+        "it first: %seeknal run --nodes +txn_enriched"
+    )
+    (fraud / "seeknal").rename(fraud / "nodes")
+    err = failing_cell(ip, "%seeknal plan", capsys)
+    assert "%seeknal init --example fraud-detection DIR" in err
+    assert " seeknal init" not in err
+
+
+def test_a_lock_held_by_the_command_line_keeps_its_name(
+    ip: Any, fraud: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(fraud / "target")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        err = failing_cell(ip, "%seeknal run", capsys)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(10)
+    assert f"is being written by process {holder.pid} ('seeknal run', since" in err
+
+
+HOLD_LOCK = """
+import sys
+from pathlib import Path
+from seeknal_jupyter.store import Store
+with Store(Path(sys.argv[1])).writing("seeknal run"):
+    print("locked", flush=True)
+    sys.stdin.readline()
+"""
 
 
 def test_show_returns_a_dataframe(ip: Any, fraud: Path) -> None:

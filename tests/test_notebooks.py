@@ -131,6 +131,15 @@ def check_dag_output(cell: list[Any]) -> tuple[str, str]:
     return picture.data["image/svg+xml"], picture.data["text/plain"]
 
 
+def run_summaries(notebook: Any) -> list[str]:
+    """The text of each run summary the notebook keeps where its panel was."""
+    return [
+        t
+        for t in rich(notebook, "text/plain")
+        if t.startswith("node ") and "\nRun " in t
+    ]
+
+
 def headlines(notebook: Any, pattern: str) -> list[str]:
     """What each run summary of the notebook says, matched by ``pattern``."""
     summaries = [s for s in rich(notebook, "text/html") if "seeknal-run" in s]
@@ -154,26 +163,19 @@ def check_parallel_notebook(notebook: Any) -> None:
     ]
     assert workers == [1, default_workers(), 3, 3]
 
-    panels = [t for t in rich(notebook, "text/plain") if t.startswith("Running fraud")]
-    assert len(panels) == 4
-    for panel in panels:
-        lines = panel.splitlines()
-        assert lines[1:6] == [
-            "all nodes  15/15",
-            "layer 1    8/8",
-            "layer 2    4/4",
-            "layer 3    2/2",
-            "layer 4    1/1",
-        ]
-        assert len(lines) == 6 + 15 + 1
-        assert lines[6].startswith("  source.transactions         layer 1  ")
-        assert "10,000 rows" in lines[6]
-    assert all(" success " in line for line in panels[0].splitlines()[6:21])
-    assert all(" cached " in line for line in panels[3].splitlines()[6:21])
+    runs = run_summaries(notebook)
+    assert len(runs) == 4
+    for run in runs:
+        lines = run.splitlines()
+        assert len(lines) == 1 + 15 + 3
+        assert re.match(r"source\.transactions +1  \w+ +10,000 ", lines[1])
+        assert lines[-1].startswith("Run succeeded: ")
+    assert all(" SUCCESS " in line for line in runs[0].splitlines()[1:16])
+    assert all(" CACHED " in line for line in runs[3].splitlines()[1:16])
     bars = overall_bars(notebook)
     assert len(bars) == 4
     assert all(bar["value"] == bar["max"] == 15 for bar in bars)
-    assert sorted(set(widget_views(notebook))) == ["VBoxModel"]
+    assert widget_views(notebook) == []
     assert "FloatProgressModel" not in saved_widgets(notebook).values()
 
     assert "<Manifest fraud: 15 nodes, 16 edges, 4 layers>" in rich(
@@ -230,19 +232,17 @@ def check_flights_notebook(notebook: Any) -> None:
         "13 executed, 0 cached of 13",
         "1 executed, 13 cached of 14",
         "0 executed, 14 cached of 14",
+        "14 executed, 0 cached of 14",
     ]
-    panels = [
-        t for t in rich(notebook, "text/plain") if t.startswith("Running flights")
-    ]
-    assert [panel.splitlines()[-1].split(" nodes in ")[0] for panel in panels] == [
+    runs = run_summaries(notebook)
+    assert [run.splitlines()[-1].split(" nodes in ")[0] for run in runs] == [
         "Run succeeded: 13 executed, 0 cached of 13",
         "Run succeeded: 1 executed, 13 cached of 14",
         "Run succeeded: 0 executed, 14 cached of 14",
         "Run succeeded: 14 executed, 0 cached of 14",
     ]
-    assert (
-        "  exposure.departure_delay_training   layer 4  success      328,521 rows"
-        in (panels[-1])
+    assert re.search(
+        r"\nexposure\.departure_delay_training +4  SUCCESS +328,521 ", runs[-1]
     )
     text = printed(notebook)
     assert (
@@ -255,7 +255,7 @@ def check_flights_notebook(notebook: Any) -> None:
     bars = overall_bars(notebook)
     assert sorted(bar["max"] for bar in bars) == [13, 14, 14, 14]
     assert all(bar["value"] == bar["max"] for bar in bars)
-    assert sorted(set(widget_views(notebook))) == ["VBoxModel"]
+    assert widget_views(notebook) == []
     times = stream(cell_outputs(notebook, 'print(f"wall time:'))
     assert re.match(r"wall time: \d+\.\d\d s with \d+ workers\ncritical path:\n", times)
     path = re.findall(r"^  (\S+): \d+\.\d\d s$", times, re.MULTILINE)
@@ -322,7 +322,7 @@ def test_a_long_query_shows_no_progress_bar_but_the_panel(
     assert "status='success'" in outcome and "rows=1" in outcome
     seconds = float(re.findall(r"seconds=([\d.]+)", outcome)[0])
     assert seconds > 2.5, "the query must outlast DuckDB's 2 s progress-bar delay"
-    assert widget_views(notebook) == ["VBoxModel"]
+    assert widget_views(notebook) == []
     assert sorted(set(saved_widgets(notebook).values())) == [
         "ButtonModel",
         "ButtonStyleModel",
@@ -555,12 +555,21 @@ def test_widget_updates_arrive_while_the_cell_is_running(kernel: Kernel) -> None
     assert len({value for _, value in values}) >= 3
     assert values[0][1] < 16
     assert all(at < replied for at, _ in values)
-    summary = [
-        m["content"]["data"]["text/html"]
-        for _, m in messages
-        if m["msg_type"] == "execute_result"
-    ]
-    assert "Run succeeded: 16 executed, 0 cached of 16 nodes" in summary[0]
+    (panel,) = [m for _, m in messages if m["msg_type"] == "display_data"]
+    assert WIDGET_VIEW in panel["content"]["data"]
+    (summary,) = [m for _, m in messages if m["msg_type"] == "update_display_data"]
+    assert summary["content"]["transient"] == panel["content"]["transient"]
+    assert sorted(summary["content"]["data"]) == ["text/html", "text/plain"]
+    assert (
+        "Run succeeded: 16 executed, 0 cached of 16 nodes"
+        in summary["content"]["data"]["text/html"]
+    )
+    assert (
+        summary["content"]["data"]["text/plain"]
+        .splitlines()[-1]
+        .startswith("Run succeeded: 16 executed, 0 cached of 16 nodes")
+    )
+    assert not [m for _, m in messages if m["msg_type"] == "execute_result"]
 
 
 def test_the_cancel_button_stops_a_running_cell(kernel: Kernel) -> None:
@@ -599,18 +608,24 @@ def test_the_cancel_button_stops_a_running_cell(kernel: Kernel) -> None:
         r"the next run resumes\n",
         errors,
     )
-    summaries = [
+    (summary,) = [
         m["content"]["data"]["text/html"]
         for _, m in messages
-        if m["msg_type"] == "display_data" and "text/html" in m["content"]["data"]
+        if m["msg_type"] in ("display_data", "update_display_data")
+        and "text/html" in m["content"]["data"]
     ]
-    assert "transform.endless: interrupted while running" in summaries[0]
-    assert any(
-        m["msg_type"] == "comm_msg"
-        and m["content"]["data"]["state"].get("description") == "Cancelling…"
+    assert "transform.endless: interrupted while running" in summary
+    button_states = [
+        m["content"]["data"]["state"]
         for _, m in messages
         if m["msg_type"] == "comm_msg"
-    )
+        and m["content"]["comm_id"] == button
+        and m["content"]["data"].get("method") == "update"
+    ]
+    descriptions = [s["description"] for s in button_states if "description" in s]
+    assert descriptions[0] == "Cancelling…"
+    assert descriptions[-1] == "Cancelled"
+    assert [s["disabled"] for s in button_states if "disabled" in s][-1] is True
 
     later = [m for _, m in kernel.messages(queued)]
     _, answer = kernel.reply(queued)
@@ -623,6 +638,28 @@ def test_the_cancel_button_stops_a_running_cell(kernel: Kernel) -> None:
         for m in kernel.run("6 * 7")
         if m["msg_type"] == "execute_result"
     ] == ["42"]
+
+
+@pytest.mark.parametrize(
+    "cell", ["r = %seeknal run --parallel", "%seeknal run --parallel;"]
+)
+def test_an_assigned_or_hidden_run_still_shows_its_summary_once(
+    kernel: Kernel, cell: str
+) -> None:
+    messages = kernel.run(cell)
+
+    shown = [m for m in messages if m["msg_type"].endswith(("display_data", "result"))]
+    assert [m["msg_type"] for m in shown] == ["display_data", "update_display_data"]
+    summary = shown[-1]["content"]["data"]
+    assert sorted(summary) == ["text/html", "text/plain"]
+    assert "Run succeeded: 15 executed, 0 cached of 15 nodes" in summary["text/html"]
+    assert summary["text/html"].count(">SUCCESS<") == 15
+
+    if cell.startswith("r ="):
+        later = kernel.run("r")
+        (again,) = [m for m in later if m["msg_type"] == "display_data"]
+        assert again["content"]["data"]["text/html"] == summary["text/html"]
+        assert again["content"]["data"]["text/plain"].startswith("<RunResult Run ")
 
 
 def test_binder_environment_runs_the_notebooks(

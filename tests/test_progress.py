@@ -94,25 +94,21 @@ def test_the_panel_reaches_its_maximum_after_a_parallel_run(fraud: Path) -> None
 
     assert len(shown.displayed) == 1
     assert "application/vnd.jupyter.widget-view+json" in shown.displayed[0]
-    assert shown.displayed[0]["text/plain"].splitlines()[1] == "all nodes  0/15"
-    final = shown.updated[-1]["text/plain"].splitlines()
-    assert final[1:6] == [
-        "all nodes  15/15",
-        "layer 1    8/8",
-        "layer 2    4/4",
-        "layer 3    2/2",
-        "layer 4    1/1",
+    assert shown.displayed[0]["text/plain"].splitlines()[1:] == [
+        "all nodes  0/15",
+        "layer 1    0/8",
+        "layer 2    0/4",
+        "layer 3    0/2",
+        "layer 4    0/1",
     ]
-    assert final[-1] == result.headline()
-    width = max(len(node_id) for node_id in result.nodes)
-    assert final[6:-1] == [
-        f"  {node_id:<{width}}  layer {outcome.layer + 1}  success    "
-        f"{f'{outcome.rows:,} rows':>14}  {f'{outcome.seconds:.2f} s':>8}"
-        for node_id, outcome in sorted(
-            result.nodes.items(), key=lambda item: item[1].layer
-        )
-    ]
-    assert "  source.transactions" in final[6] and "10,000 rows" in final[6]
+    final = shown.updated[-1]
+    assert sorted(final) == ["text/html", "text/plain"]
+    assert final["text/plain"] == str(result)
+    assert final["text/plain"].splitlines()[-1] == result.headline()
+    assert final["text/html"].count(">SUCCESS<") == 15
+    assert f"<b>{result.headline()}</b>" in final["text/html"]
+    assert "<td><code>source.transactions</code></td><td>1</td>" in final["text/html"]
+    assert "10,000" in final["text/html"]
     assert panel.box.children[-1] is panel.cancel_button
 
 
@@ -179,7 +175,8 @@ def test_cancel_stops_the_run_and_interrupts_a_long_query(fraud: Path) -> None:
             clicked.append(time.monotonic())
             panel.cancel_button.click()
 
-    panel = ProgressPanel(display=Shown(), poll=front_end)
+    shown = Shown()
+    panel = ProgressPanel(display=shown, poll=front_end)
 
     with pytest.raises(RunFailed) as failure:
         Project(fraud).run(
@@ -192,12 +189,33 @@ def test_cancel_stops_the_run_and_interrupts_a_long_query(fraud: Path) -> None:
     assert slow.status == "cancelled"
     assert slow.error == "transform.slow: interrupted while running"
     assert panel.nodes["transform.slow"].state == "cancelled"
-    assert panel.cancel_button.description == "Cancelling…"
+    assert panel.cancel_button.description == "Cancelled"
     assert panel.cancel_button.disabled
     assert panel.overall.bar_style == "danger"
     statuses = failure.value.result.statuses()
     assert set(statuses.values()) <= {"success", "cancelled", "skipped"}
-    assert "cancelled" in panel.text()
+    summary = shown.updated[-1]
+    assert summary["text/plain"].splitlines()[-1].startswith("Run cancelled: ")
+    assert "transform.slow: interrupted while running" in summary["text/html"]
+
+
+def test_a_click_while_cancelling_shows_cancelling_until_the_run_ends() -> None:
+    panel = ProgressPanel(display=Shown(), poll=lambda: None)
+    ids = ["transform.a", "transform.b"]
+    panel.handle(RunStarted("p", "prod", "full", 2, [ids], ids, [], len(ids)))
+
+    panel.cancel_button.click()
+
+    assert panel.cancel.is_set()
+    assert (panel.cancel_button.description, panel.cancel_button.disabled) == (
+        "Cancelling…",
+        True,
+    )
+    panel.handle(RunFinished(object()))
+    assert (panel.cancel_button.description, panel.cancel_button.disabled) == (
+        "Cancelled",
+        True,
+    )
 
 
 def test_a_failed_run_shows_what_failed_and_was_skipped_not_all_done(
@@ -247,7 +265,7 @@ def test_without_a_way_to_deliver_clicks_the_panel_says_to_interrupt(
     )
 
 
-def test_the_text_of_a_failed_run_lists_what_failed_and_why(tmp_path: Path) -> None:
+def test_the_summary_of_a_failed_run_lists_what_failed_and_why(tmp_path: Path) -> None:
     case = Path(__file__).parent / "cases" / "C17"
     project_dir = tmp_path / "c17"
     (project_dir / "seeknal").mkdir(parents=True)
@@ -260,17 +278,25 @@ def test_the_text_of_a_failed_run_lists_what_failed_and_why(tmp_path: Path) -> N
         Project(project_dir).run(max_workers=4, reporter=panel)
 
     result = failure.value.result
-    text = shown.updated[-1]["text/plain"].splitlines()
-    states = {
-        line.split()[0]: line.split()[3]
-        for line in text
-        if line.startswith("  ") and " layer " in line
+    (summary,) = shown.updated
+    text = summary["text/plain"].splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in text[1:7]}
+    assert {node: row[1] for node, row in rows.items()} == {
+        "source.payments": "SUCCESS",
+        "transform.ok_a": "SUCCESS",
+        "transform.bad_b": "FAILED",
+        "transform.d": "SUCCESS",
+        "transform.c": "SKIPPED",
+        "transform.e": "SKIPPED",
     }
-    assert states == result.statuses()
-    for note in result.notes():
-        assert f"  {note}" in text
-    rows = {line.split()[0]: line.split()[4:6] for line in text if " layer " in line}
-    assert rows["source.payments"][:2] == ["3", "rows"]
-    assert rows["transform.d"][:2] == ["1", "row"]
-    assert rows["transform.c"] == rows["transform.e"] == []
+    assert rows["source.payments"][:3] == ["1", "SUCCESS", "3"]
+    assert rows["transform.d"][:3] == ["3", "SUCCESS", "1"]
+    assert rows["transform.c"] == ["3", "SKIPPED"]
+    assert text[7:10] == [f"  {note}" for note in result.notes()]
+    assert text[7].startswith(
+        "  transform.bad_b (seeknal/nodes.yml:21) failed: Conversion Error: "
+    )
     assert text[-1] == result.headline()
+    assert summary["text/html"].count(">SKIPPED<") == 2
+    assert "Could not convert string" in summary["text/html"]
+    assert panel.cancel_button.description == "Finished"
