@@ -13,7 +13,8 @@ snapshot in place. Files under ``target/environments/<env>/``:
 - ``env.json``: when the environment was created, planned, applied and promoted;
 - ``accessed``: touched whenever its outputs are read (its "last accessed");
 - ``cache``: link to its current generation (see :mod:`seeknal_jupyter.store`);
-- ``exports/``: its exposure files (production's are never written).
+- ``exports``: link to ``cache/exports``, its exposure files (see
+  :mod:`seeknal_jupyter.exposures`; production's are never written).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import hashlib
 import html
 import json
 import logging
-import os
 import shutil
 import threading
 import time
@@ -34,6 +34,7 @@ from typing import Any
 
 import duckdb
 
+from seeknal_jupyter import exposures
 from seeknal_jupyter.changes import (
     Change,
     ChangeClass,
@@ -46,12 +47,13 @@ from seeknal_jupyter.changes import (
 from seeknal_jupyter.dag import Dag
 from seeknal_jupyter.errors import ProjectError, RunFailed, UsageError
 from seeknal_jupyter.events import Reporter, Reporters
-from seeknal_jupyter.execute import connection, write_export
+from seeknal_jupyter.execute import connection
 from seeknal_jupyter.fingerprint import fingerprints
 from seeknal_jupyter.loader import NAME_PATTERN, NAME_RULE, Node
 from seeknal_jupyter.project import (
     ExecutionPlan,
     Project,
+    entry_files,
     node_record,
     worker_count,
 )
@@ -65,8 +67,6 @@ from seeknal_jupyter.store import (
     Store,
     display_name,
     is_production,
-    replace_atomically,
-    temp_path_for,
     write_text_atomically,
 )
 
@@ -74,14 +74,13 @@ log = logging.getLogger(__name__)
 
 PENDING_PLAN_FILE = "plan.pending.json"
 ENV_FILE = "env.json"
-STALE_REASON = "production's output is out of date (its data changed)"
 PROMOTE_STEPS = (
     "locked",
     "checked",
     "linked",
     "state-written",
+    "exposure-links",
     "pointed",
-    "exported",
     "recorded",
 )
 SECTION_ORDER = (
@@ -103,15 +102,20 @@ CLASS_COLOURS = {
 }
 
 
-def environment_name(env: str, *, production_allowed: bool = False) -> str:
+def environment_name(
+    env: str, store: Store, *, production_allowed: bool = False
+) -> str:
     """Check an environment name; production only where it makes sense.
 
-    Production is named ``prod`` or ``production``; both give ``PRODUCTION``, and
-    no environment beside production can take either name.
+    Production is named ``prod`` or ``production``, in any case; both give
+    ``PRODUCTION``, and no environment beside production can take either name.
+    A name that differs from an existing environment's only by case is refused:
+    on many file systems both would be the same folder.
 
     Raises:
-        UsageError: the name is not an identifier, or is production where an
-            environment beside production is needed.
+        UsageError: the name is not an identifier, is production where an
+            environment beside production is needed, or differs from an
+            existing environment's only by case.
     """
     if is_production(env or ""):
         if not production_allowed:
@@ -122,6 +126,15 @@ def environment_name(env: str, *, production_allowed: bool = False) -> str:
         return PRODUCTION
     if not NAME_PATTERN.match(env or ""):
         raise UsageError(f"environment name {env!r} is not allowed: use {NAME_RULE}")
+    twin = next(
+        (e for e in environments(store) if e.lower() == env.lower() and e != env),
+        None,
+    )
+    if twin is not None:
+        raise UsageError(
+            f"environment {env!r} differs from the existing {twin!r} only by case; "
+            f"use {twin!r} (file systems may not tell the two apart)"
+        )
     return env
 
 
@@ -235,9 +248,6 @@ class EnvPlan:
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> EnvPlan:
         changes = [Change.from_json(c) for c in body["changes"]]
-        stale = body.get("stale", {})
-        if isinstance(stale, list):  # plans saved before stale nodes had reasons
-            stale = {node_id: STALE_REASON for node_id in stale}
         return cls(
             env=body["env"],
             project=body["project"],
@@ -248,7 +258,7 @@ class EnvPlan:
             layers=body["layers"],
             production_nodes=body["production_nodes"],
             records=body.get("records", {}),
-            stale=dict(stale),
+            stale=dict(body.get("stale", {})),
             plan_id=body.get("id", ""),
         )
 
@@ -296,7 +306,7 @@ class EnvPlan:
             lines.append(
                 f"Out of date in production, run here too ({len(self.stale)}):"
             )
-            lines += [f"  - {n} ({reason})" for n, reason in self.stale.items()]
+            lines += [f"  - {n}: {reason}" for n, reason in self.stale.items()]
         warning = self.warning()
         if warning:
             lines.append(warning)
@@ -376,14 +386,45 @@ def _pending_plan_path(store: Store, env: str) -> Path:
 def stale_nodes(
     dag: Dag, changes: dict[str, Change], fps: dict[str, str], production: State
 ) -> dict[str, str]:
-    """Unchanged nodes whose production output is not the project's now, and why."""
+    """Unchanged nodes whose production output is not the project's now, and why.
+
+    The reason names the sources upstream (the node itself included) whose data
+    changed since production ran.
+    """
+
+    def outdated(node_id: str) -> bool:
+        entry = production.entries.get(node_id)
+        return entry is not None and entry.fingerprint != fps[node_id]
+
+    position = {n: i for i, n in enumerate(dag.order)}
+    changed_data: dict[str, list[str]] = {}
+    for node_id in dag.order:
+        found = {s for i in dag.nodes[node_id].inputs for s in changed_data[i]}
+        if dag.nodes[node_id].kind == "source" and outdated(node_id):
+            found.add(node_id)
+        changed_data[node_id] = sorted(found, key=position.__getitem__)
     return {
-        node_id: STALE_REASON
+        node_id: _stale_reason(node_id, changed_data[node_id])
         for node_id in dag.order
-        if not changes[node_id].runs
-        and node_id in production.entries
-        and production.entries[node_id].fingerprint != fps[node_id]
+        if not changes[node_id].runs and outdated(node_id)
     }
+
+
+def _stale_reason(node_id: str, sources: list[str]) -> str:
+    if sources == [node_id]:
+        return "out of date in production: its data file changed since production ran"
+    if not sources:
+        return (
+            "out of date in production: it was built from earlier outputs of its inputs"
+        )
+    named = (
+        sources[0]
+        if len(sources) == 1
+        else (", ".join(sources[:-1]) + " and " + sources[-1])
+    )
+    return (
+        f"out of date in production: the data of {named} changed since production ran"
+    )
 
 
 def _compare(
@@ -420,7 +461,7 @@ def plan(project: Project, env: str) -> EnvPlan:
         UsageError: ``env`` is not a valid environment name.
         LockedError: another process is writing the project.
     """
-    env = environment_name(env)
+    env = environment_name(env, project.store)
     dag = project.validate()[1]
     fps = fingerprints(dag, project.root)
     store = project.store
@@ -443,7 +484,7 @@ def load_plan(project: Project, env: str) -> EnvPlan:
     Raises:
         UsageError: the environment has no plan yet.
     """
-    env = environment_name(env, production_allowed=True)
+    env = environment_name(env, project.store, production_allowed=True)
     if env == PRODUCTION:
         dag = project.dag()
         fps = fingerprints(dag, project.root)
@@ -541,9 +582,15 @@ def _record(store: Store, env: str, **events: Any) -> None:
 
 @dataclass(repr=False)
 class ApplyResult(RunResult):
-    """A run of an environment's plan: what ran there and what production supplied."""
+    """A run of an environment's plan: what ran there and what production supplied.
+
+    ``unbuilt`` lists the planned nodes that this run, once it succeeds, still
+    leaves to build as planned (a run limited with ``--nodes``, or a node built
+    from production's out-of-date inputs); they are not counted as production's.
+    """
 
     from_production: list[str] = field(default_factory=list)
+    unbuilt: list[str] = field(default_factory=list)
     outputs: str = ""
 
     def totals(self) -> list[tuple[str, str]]:
@@ -560,12 +607,20 @@ class ApplyResult(RunResult):
         return [*parts, f"{len(self.from_production)} cached (from production)"]
 
     def headline(self) -> str:
-        verdict = "applied" if self.ok else self.verdict
-        return (
+        if not self.ok:
+            verdict = self.verdict
+        else:
+            verdict = "partly applied" if self.unbuilt else "applied"
+        text = (
             f"Environment {self.env!r} {verdict}: {', '.join(self.count_parts())} "
-            f"of {plural(len(self.nodes), 'node')} in {self.wall_seconds:.2f}s; "
-            f"outputs in {self.outputs}"
+            f"of {plural(len(self.nodes), 'node')} in {self.wall_seconds:.2f}s"
         )
+        if self.ok and self.unbuilt:
+            text += (
+                f"; {plural(len(self.unbuilt), 'planned node')} still to build "
+                f"(first {self.unbuilt[0]}): seeknal run --env {self.env}"
+            )
+        return f"{text}; outputs in {self.outputs}"
 
 
 def _check_plan_current(
@@ -630,7 +685,7 @@ def _built(state: State, store: Store, node_id: str, fingerprint: str) -> bool:
     return (
         entry is not None
         and entry.fingerprint == fingerprint
-        and (store.target / entry.snapshot).exists()
+        and store.file_problem(entry) is None
     )
 
 
@@ -651,8 +706,11 @@ def apply(
     """Run the plan of ``env``: its changed, dependent and stale nodes, beside production.
 
     Inputs the plan does not run are read from production's outputs in place;
-    exposure files go to ``target/environments/ENV/exports/``. Production's name
-    (``prod`` or ``production``) runs production, as ``seeknal run`` does.
+    exposure files are seen at ``target/environments/ENV/exports/``. The run
+    starts a new generation from the environment's outputs of the plan's nodes
+    and replaces each as it is rebuilt, so an interrupted or failed apply keeps
+    every earlier output plus what finished. Production's name (``prod`` or
+    ``production``) runs production, as ``seeknal run`` does.
 
     Args:
         project: the project, unchanged since the plan was made.
@@ -677,7 +735,7 @@ def apply(
         RunFailed: some nodes failed or were cancelled.
         LockedError: another process is writing the project.
     """
-    env = environment_name(env, production_allowed=True)
+    env = environment_name(env, project.store, production_allowed=True)
     options: dict[str, Any] = {
         "parallel": parallel,
         "max_workers": max_workers,
@@ -719,11 +777,13 @@ def apply(
         store.remove_partials()
         replaced = store.generation(env)
         store.collect(keep=replaced)
-        state = State(env, split.kept_entries, {"plan": saved.created})
+        state = State(env, dict(split.seed), {"plan": saved.created})
         generation = store.new_generation(env)
         store.save_state(generation, state)
+        store.sync(generation, state)
         store.point(env, generation)
-        read = State(env, {**split.production.entries, **split.kept_entries})
+        read = State(env, {**split.production.entries, **split.seed})
+        as_read = project._as_read(dag, fps, split.to_run, read)
         result = ApplyResult(
             project.name,
             env,
@@ -731,11 +791,12 @@ def apply(
             workers,
             dag.layer_count,
             from_production=split.borrowed,
+            unbuilt=split.unbuilt(saved, as_read),
             outputs=_relative(project, store.env_link(env)),
         )
         project._execute(
             dag,
-            project._as_read(dag, fps, split.to_run, read),
+            as_read,
             env,
             generation,
             state,
@@ -747,7 +808,6 @@ def apply(
             fail_fast,
             mode,
             fallback=[split.production],
-            export_root=project._export_root(env),
             result=result,
         )
         _record(store, env, applied_at=time.time())
@@ -766,18 +826,38 @@ def _plan_reason(change: Change) -> str:
 
 @dataclass
 class _Split:
-    """Which nodes an apply runs, keeps from its last apply, or reads from production."""
+    """Which nodes an apply runs, keeps from earlier applies, or reads from production.
+
+    ``seed`` holds the environment's outputs of the plan's nodes (and of the
+    nodes ``--full`` runs), current or not: a new generation starts from them.
+    ``kept`` are the nodes not run that have a current output among them;
+    ``borrowed`` the nodes not run, not planned, that production has.
+    """
 
     to_run: list[str]
     kept: list[str]
-    kept_entries: dict[str, Entry]
     borrowed: list[str]
+    seed: dict[str, Entry]
     production: State
 
     def cached(self, dag: Dag) -> list[str]:
         """The nodes not run: kept here or read from production, in DAG order."""
         chosen = {*self.kept, *self.borrowed}
         return [n for n in dag.order if n in chosen]
+
+    def unbuilt(self, saved: EnvPlan, fps: dict[str, str]) -> list[str]:
+        """Planned nodes that remain to build as planned once the run succeeds.
+
+        ``fps`` are the fingerprints the run builds with: a node built from an
+        input that is not as planned does not have the plan's.
+        """
+        running, kept = set(self.to_run), set(self.kept)
+        return [
+            n
+            for n in saved.to_execute
+            if (n not in running and n not in kept)
+            or (n in running and fps[n] != saved.fingerprints[n])
+        ]
 
 
 def _split(
@@ -792,17 +872,21 @@ def _split(
     own = store.load_state(saved.env)
     production = store.load_state(PRODUCTION)
     wanted = selected if full else [n for n in selected if saved.runs(n)]
-    export_root = project._export_root(saved.env)
-    kept = [
+    ours = {*saved.to_execute, *wanted}
+    seed = {n: e for n, e in own.entries.items() if n in ours and n in dag.nodes}
+    current = {n for n in seed if project.is_fresh(dag.nodes[n], own, fps[n])}
+    to_run = [n for n in wanted if full or n not in current]
+    running = set(to_run)
+    kept = [n for n in dag.order if n in current and n not in running]
+    borrowed = [
         n
-        for n in wanted
-        if not full and project.is_fresh(dag.nodes[n], own, fps[n], export_root)
+        for n in dag.order
+        if n not in running
+        and n not in current
+        and not saved.runs(n)
+        and n in production.entries
     ]
-    built_here = set(kept)
-    to_run = [n for n in wanted if n not in built_here]
-    built_here.update(to_run)
-    borrowed = [n for n in dag.order if n not in built_here and n in production.entries]
-    return _Split(to_run, kept, {n: own.entries[n] for n in kept}, borrowed, production)
+    return _Split(to_run, kept, borrowed, seed, production)
 
 
 # ---------------------------------------------------------------- promote
@@ -822,11 +906,11 @@ class PromoteResult:
     linked: int
     linked_bytes: int
     seconds: float
-    exported: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         target = _named(self.target)
-        return (
+        text = (
             f"Promoted {self.source!r} to {target}: "
             f"{plural(len(self.promoted), 'output')} from {self.source}, "
             f"{self.kept} kept, {len(self.removed)} removed, "
@@ -834,12 +918,8 @@ class PromoteResult:
             f"{plural(self.linked, 'output')} "
             f"({self.linked_bytes / 1e6:.1f} MB) linked, no data copied, in "
             f"{self.seconds:.3f}s; {target} now points to {self.generation}"
-            + (
-                f"; exposure files written: {', '.join(self.exported)}"
-                if self.exported
-                else ""
-            )
         )
+        return "\n".join([text, *self.notes])
 
     def __repr__(self) -> str:
         return (
@@ -848,7 +928,7 @@ class PromoteResult:
         )
 
     def _repr_html_(self) -> str:
-        return f"<p>{html.escape(str(self))}</p>"
+        return "".join(f"<p>{html.escape(line)}</p>" for line in str(self).split("\n"))
 
 
 def _named(env: str) -> str:
@@ -861,8 +941,8 @@ def _promoted_state(
 ) -> State:
     """Production keeps its entries and takes the source's; another target mirrors it.
 
-    Promoted entries carry no exposure-file record: the target's exposure files
-    are written after the commit, and recorded then.
+    Only the source's outputs made as planned are taken (an output of an
+    earlier plan that a later apply did not rebuild stays behind).
     """
     entries = dict(target_state.entries) if target == PRODUCTION else {}
     if target == PRODUCTION:
@@ -878,13 +958,18 @@ def _promoted_state(
             ):
                 entries[node_id] = replace(entry, node=record)
     entries.update(
-        {n: replace(e, export=None) for n, e in source_state.entries.items()}
+        {
+            n: e
+            for n, e in source_state.entries.items()
+            if e.fingerprint == saved.fingerprints.get(n)
+        }
     )
     unbuilt = target_state.info.get("definitions", {}) if target == PRODUCTION else {}
     info = {
         "definitions": {n: r for n, r in unbuilt.items() if n not in entries},
         "promoted_from": saved.env if target == PRODUCTION else source_state.env,
         "promoted_at": time.time(),
+        "promoted_digest": state_digest(State(target, entries)),
         "plan": saved.created,
         "plan_id": saved.plan_id,
     }
@@ -901,10 +986,10 @@ def promote(
     """Make the outputs of ``source_env`` those of ``target_env``, atomically.
 
     A new generation of the target is made from hard links to existing snapshots
-    (no data is copied), then one rename of the target's ``cache`` link commits it:
-    a crash at any moment leaves the target wholly old or wholly new. The
-    target's exposure files are written after the commit and recorded in its
-    state; one a crash left old is written again by the next run.
+    and exposure files (no data is copied), then one rename of the target's
+    ``cache`` link commits it: a crash at any moment leaves the target wholly old
+    or wholly new, its exposure files included, since every ``params.path`` (and
+    an environment's ``exports`` folder) is a link through ``cache``.
 
     Args:
         project: the project.
@@ -926,12 +1011,12 @@ def promote(
             f"{source_env!r} is production, which is promoted to, not from; "
             "promote an environment: seeknal promote ENV [TO]"
         )
-    source = environment_name(source_env)
-    target = environment_name(target_env, production_allowed=True)
+    store = project.store
+    source = environment_name(source_env, store)
+    target = environment_name(target_env, store, production_allowed=True)
     if source == target:
         raise UsageError(f"cannot promote {source!r} to itself")
     step = on_step or (lambda name: None)
-    store = project.store
     with store.writing(f"seeknal promote {source} {display_name(target)}"):
         started = time.perf_counter()
         step("locked")
@@ -953,38 +1038,51 @@ def promote(
                 f"first {missing[0]}); run: seeknal run --env {source}"
             )
         step("checked")
+        store.remove_partials()
         state = _promoted_state(target, target_state, source_state, saved)
         generation = store.new_generation(target)
         linked_bytes = 0
         for node_id, entry in state.entries.items():
-            snapshot = store.target / entry.snapshot
-            store.publish(generation, node_id, snapshot)
-            linked_bytes += snapshot.stat().st_size
+            store.publish(generation, node_id, entry)
+            linked_bytes += entry.size + (entry.export.size if entry.export else 0)
         step("linked")
         store.save_state(generation, state)
         if target != PRODUCTION:
             _mirror_plan(project, saved, target, state, generation)
         step("state-written")
+        if target == PRODUCTION:
+            notes = exposures.link_production(store, project.root, state)
+        else:
+            notes = []
+            exposures.link_environment(store, target)
+        step("exposure-links")
         replaced = store.generation(target)
         store.point(target, generation)
         seconds = time.perf_counter() - started
         step("pointed")
         settle_plans(store)
-        exported = _refresh_exports(project, source_state, target, state)
-        store.save_state(generation, state)
-        step("exported")
-        _record(store, source, promoted_at=time.time(), promoted_to=target)
+        if target == PRODUCTION:
+            exposures.unlink_removed(store, project.root, state)
+        _record(
+            store,
+            source,
+            promoted_at=time.time(),
+            promoted_to=target,
+            promoted_digest=state.info["promoted_digest"],
+        )
         if target != PRODUCTION:
             _record(store, target, planned_at=time.time(), applied_at=time.time())
-        store.remove_partials()
         store.collect(keep=replaced)
         step("recorded")
+    promoted = sorted(
+        n for n, e in source_state.entries.items() if state.entries.get(n) == e
+    )
     return PromoteResult(
         source=source,
         target=target,
         generation=generation.name,
-        promoted=sorted(source_state.entries),
-        kept=len(state.entries) - len(source_state.entries),
+        promoted=promoted,
+        kept=len(state.entries) - len(promoted),
         removed=[
             n
             for n in saved.of_class(ChangeClass.REMOVED)
@@ -996,69 +1094,23 @@ def promote(
         linked=len(state.entries),
         linked_bytes=linked_bytes,
         seconds=seconds,
-        exported=exported,
+        notes=notes,
     )
 
 
-def _refresh_exports(
-    project: Project, source_state: State, target: str, state: State
-) -> list[str]:
-    """Write the target's exposure files that ``state`` has no record of.
+@dataclass(frozen=True)
+class _Promotion:
+    """Where and when an environment's current plan was promoted, and the state
+    digest the target had right then."""
 
-    Called after the commit; each record goes into ``state`` (which the caller
-    saves). The source's own exposure file is hard-linked when it is the one
-    the source wrote; otherwise the file is written from the snapshot. Each file
-    is replaced atomically.
-    """
-    store = project.store
-    root = None if target == PRODUCTION else store.env_folder(target)
-    written = []
-    for node_id, entry in sorted(state.entries.items()):
-        node = _recorded_node(node_id, entry.node)
-        if node is None or node.export is None or entry.export is not None:
-            continue
-        final = project._export_path(node, root)
-        own = project._export_path(node, store.env_folder(source_state.env))
-        assert final is not None and own is not None
-        own_entry = source_state.entries.get(node_id)
-        reusable = (
-            own_entry is not None
-            and own_entry.snapshot == entry.snapshot
-            and own_entry.export == project.export_record(own)
-        )
-        if reusable:
-            _link_into_place(own, final)
-        else:
-            with connection() as conn:
-                write_export(conn, store.target / entry.snapshot, final, node.export[1])
-        state.entries[node_id] = replace(entry, export=project.export_record(final))
-        written.append(_relative(project, final))
-    return written
-
-
-def _recorded_node(node_id: str, record: dict[str, Any]) -> Node | None:
-    if "spec" not in record:
-        return None
-    kind, name = node_id.split(".", 1)
-    return Node(
-        kind, name, record.get("file", ""), record.get("line", 0), record["spec"]
-    )
-
-
-def _link_into_place(existing: Path, final: Path) -> None:
-    """Make ``final`` another name of the file ``existing``, atomically."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(final)
-    try:
-        os.link(existing, tmp)
-        replace_atomically(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    target: str
+    at: float
+    digest: str | None
 
 
 def _promotion(
     store: Store, env: str, saved: EnvPlan | None, states: dict[str, State]
-) -> tuple[str, float] | None:
+) -> _Promotion | None:
     """Where and when the current plan of ``env`` was promoted, if it was.
 
     The environment's record says so once the promote finished; the target's
@@ -1066,22 +1118,28 @@ def _promotion(
     """
     record = _read_record(store, env)
     if record.get("promoted_at", -1) >= record.get("planned_at", 0):
-        return str(record.get("promoted_to", PRODUCTION)), float(record["promoted_at"])
+        return _Promotion(
+            str(record.get("promoted_to", PRODUCTION)),
+            float(record["promoted_at"]),
+            record.get("promoted_digest"),
+        )
     if saved is None or not saved.plan_id:
         return None
     for target, state in states.items():
         info = state.info
         if info.get("promoted_from") == env and info.get("plan_id") == saved.plan_id:
-            return target, float(info.get("promoted_at", 0))
+            return _Promotion(
+                target, float(info.get("promoted_at", 0)), info.get("promoted_digest")
+            )
     return None
 
 
 def _check_not_promoted(store: Store, saved: EnvPlan, target: str) -> None:
     done = _promotion(store, saved.env, saved, {target: store.load_state(target)})
-    if done is not None and done[0] == target:
+    if done is not None and done.target == target:
         raise UsageError(
             f"{saved.env!r} is already promoted to {_named(target)} (at "
-            f"{_stamp(done[1])}); to promote new changes, plan and apply it again: "
+            f"{_stamp(done.at)}); to promote new changes, plan and apply it again: "
             f"seeknal plan {saved.env}; seeknal run --env {saved.env}"
         )
 
@@ -1117,7 +1175,11 @@ def _mirror_plan(
 
 @dataclass
 class EnvRow:
-    """One environment in ``seeknal env list``."""
+    """One environment in ``seeknal env list``.
+
+    ``target_changed`` says that the environment it was promoted to has changed
+    since (a later run or promote there).
+    """
 
     name: str
     created: float | None
@@ -1126,6 +1188,16 @@ class EnvRow:
     to_execute: int
     outputs: int
     promoted_to: str | None = None
+    target_changed: bool = False
+
+    def status_text(self) -> str:
+        """The status as listed: ``promoted to production; production has changed
+        since``, ``applied``, ..."""
+        if self.promoted_to is None:
+            return self.status
+        target = display_name(self.promoted_to)
+        text = f"{self.status} to {target}"
+        return text + (f"; {target} has changed since" if self.target_changed else "")
 
 
 def _stamp(seconds: float | None) -> str:
@@ -1153,8 +1225,7 @@ class EnvList:
                 r.name,
                 _stamp(r.created),
                 _stamp(r.last_accessed),
-                r.status
-                + (f" to {display_name(r.promoted_to)}" if r.promoted_to else ""),
+                r.status_text(),
                 str(r.to_execute),
                 str(r.outputs),
             )
@@ -1198,20 +1269,23 @@ def _status(
     env: str,
     saved: EnvPlan | None,
     record: dict[str, Any],
-    fps: dict[str, str] | None,
+    current: tuple[Dag, dict[str, str]] | None,
     production_digest: str,
-    promoted: bool,
 ) -> str:
+    """Planned, applied or stale, by the checks apply and promote make.
+
+    Stale: the project (metadata included) or production changed since the
+    plan, so that apply would refuse it. ``current`` is None when the project
+    does not load; its edits are then left out.
+    """
     if saved is None:
         return "empty"
-    if promoted:
-        return "promoted"
-    planned = record.get("planned_at", 0)
-    changed = fps is not None and fps != saved.fingerprints
+    changed = current is not None and bool(_changed_since_plan(saved, *current))
     if changed or production_digest != saved.digests.get(PRODUCTION):
         return "stale"
     state = store.load_state(env)
     if all(_built(state, store, n, saved.fingerprints[n]) for n in saved.to_execute):
+        planned = record.get("planned_at", 0)
         return "applied" if record.get("applied_at", -1) >= planned else "planned"
     return "planned"
 
@@ -1225,12 +1299,15 @@ def list_environments(project: Project) -> EnvList:
     store = project.store
     try:
         dag = project.dag()
-        fps: dict[str, str] | None = fingerprints(dag, project.root)
+        current: tuple[Dag, dict[str, str]] | None = (
+            dag,
+            fingerprints(dag, project.root),
+        )
     except ProjectError as error:
         if not (project.root / "seeknal").is_dir() and not project.cells:
             raise
         log.info("statuses ignore project changes: %s", error)
-        fps = None
+        current = None
     names = environments(store)
     states = {env: store.load_state(env) for env in (PRODUCTION, *names)}
     digest = state_digest(states[PRODUCTION])
@@ -1243,40 +1320,78 @@ def list_environments(project: Project) -> EnvList:
         record = _read_record(store, env)
         promotion = _promotion(store, env, saved, states)
         accessed = [t for t in (record.get("last_accessed"), store.accessed(env)) if t]
-        rows.append(
-            EnvRow(
-                name=env,
-                created=record.get("created"),
-                last_accessed=max(accessed) if accessed else None,
-                status=_status(
-                    store, env, saved, record, fps, digest, promotion is not None
-                ),
-                to_execute=len(saved.to_execute) if saved else 0,
-                outputs=len(states[env].entries),
-                promoted_to=promotion[0] if promotion else None,
-            )
+        row = EnvRow(
+            name=env,
+            created=record.get("created"),
+            last_accessed=max(accessed) if accessed else None,
+            status=_status(store, env, saved, record, current, digest),
+            to_execute=len(saved.to_execute) if saved else 0,
+            outputs=len(states[env].entries),
         )
+        if promotion is not None:
+            target = states.get(promotion.target)
+            row.status, row.promoted_to = "promoted", promotion.target
+            row.target_changed = target is None or (
+                promotion.digest is not None
+                and state_digest(target) != promotion.digest
+            )
+        rows.append(row)
     rows.sort(key=lambda r: (r.created or 0, r.name))
     return EnvList(len(states[PRODUCTION].entries), rows)
 
 
 @dataclass
 class DeleteResult:
+    """What deleting an environment freed.
+
+    ``own`` are the environment's outputs deleted with it and ``shared`` those it
+    held that stay (production or another environment uses them); ``others``
+    are outputs no environment used any more, also deleted. Sizes in bytes.
+    """
+
     env: str
-    generations: int
-    snapshots: int
-    freed_bytes: int
+    own: int
+    own_bytes: int
+    shared: int
+    others: int
+    others_bytes: int
 
     def __str__(self) -> str:
-        return (
-            f"Deleted environment {self.env!r}: "
-            f"{plural(self.generations, 'generation')} and "
-            f"{plural(self.snapshots, 'output')} no environment uses "
-            f"({self.freed_bytes / 1e6:.1f} MB) removed"
-        )
+        text = f"Deleted environment {self.env!r}"
+        if self.own and self.shared:
+            text += (
+                f" and {self.own} of its outputs ({_mb(self.own_bytes)} freed); "
+                f"{_shared(self.shared)}"
+            )
+        elif self.own:
+            text += (
+                f" and its {plural(self.own, 'output')} ({_mb(self.own_bytes)} freed)"
+            )
+        elif self.shared:
+            text += f"; {_shared(self.shared)}"
+        else:
+            text += " (it held no outputs of its own)"
+        if self.others:
+            text += (
+                f"; also freed {plural(self.others, 'output')} no environment uses "
+                f"({_mb(self.others_bytes)})"
+            )
+        return text
 
     def _repr_html_(self) -> str:
         return f"<p>{html.escape(str(self))}</p>"
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _shared(count: int) -> str:
+    one = count == 1
+    return (
+        f"{plural(count, 'output')} it held {'stays' if one else 'stay'}: production "
+        f"or another environment uses {'it' if one else 'them'}"
+    )
 
 
 def delete(project: Project, env: str) -> DeleteResult:
@@ -1291,17 +1406,26 @@ def delete(project: Project, env: str) -> DeleteResult:
             f"{env!r} is production, which cannot be deleted; delete an "
             "environment beside it"
         )
-    env = environment_name(env)
     store = project.store
+    env = environment_name(env, store)
     if env not in environments(store):
         raise _unknown_environment(store, env)
     with store.writing(f"seeknal env delete {env}"):
         settle_plans(store)
+        held = list(store.load_state(env).entries.values())
         store.env_link(env).unlink(missing_ok=True)
         shutil.rmtree(store.env_folder(env))
-        collected = store.collect()
+        freed = store.collect().files
+    own = [e for e in held if e.snapshot in freed]
+    own_files = {f for e in own for f in entry_files(e)}
+    others = [f for f in freed if f not in own_files]
     return DeleteResult(
-        env, collected.generations, collected.snapshots, collected.freed_bytes
+        env=env,
+        own=len(own),
+        own_bytes=sum(freed[f] for f in own_files if f in freed),
+        shared=len(held) - len(own),
+        others=sum(1 for f in others if ".export." not in f),
+        others_bytes=sum(freed[f] for f in others),
     )
 
 
@@ -1309,8 +1433,27 @@ def delete(project: Project, env: str) -> DeleteResult:
 
 
 @dataclass
+class MatchedRows:
+    """The rows of both sides matched on a node's keys (a feature group's entity
+    join keys), and how their values differ."""
+
+    keys: list[str]
+    changed_rows: int
+    changed_columns: dict[str, int]
+    keys_only_in_env: int
+    keys_only_in_production: int
+
+
+@dataclass
 class NodeDiff:
-    """How a node's output in an environment differs from production's."""
+    """How a node's output in an environment differs from production's.
+
+    Columns both sides have are compared by name; a column whose type changed is
+    compared as ``compared_as[column]`` on both sides. With ``matched``, the
+    sample holds matched rows that differ, each differing column as in
+    production beside its value in the environment; otherwise it holds rows found
+    on one side only, with a ``side`` column.
+    """
 
     node_id: str
     env: str
@@ -1324,6 +1467,8 @@ class NodeDiff:
     rows_only_in_env: int
     rows_only_in_production: int
     sample: Any
+    compared_as: dict[str, str] = field(default_factory=dict)
+    matched: MatchedRows | None = None
 
     @property
     def same(self) -> bool:
@@ -1337,16 +1482,16 @@ class NodeDiff:
 
     def _lines(self) -> list[str]:
         if self.env_path is None:
-            return [
-                f"{self.env} has no output of its own for {self.node_id}: it reads production's."
-            ]
+            own = f"{self.env} has no output of its own for {self.node_id}"
+            return [f"{own}: it reads production's."]
         lines = []
         lines += [f"column {c} ({t}) only in {self.env}" for c, t in self.only_in_env]
         lines += [
             f"column {c} ({t}) only in production" for c, t in self.only_in_production
         ]
         lines += [
-            f"column {c}: {old} in production, {new} in {self.env}"
+            f"column {c}: {old} in production, {new} in {self.env} (compared as "
+            f"{self.compared_as.get(c, new)})"
             for c, old, new in self.type_changes
         ]
         lines.append(
@@ -1355,13 +1500,37 @@ class NodeDiff:
             f"{self.rows_only_in_production:,} only in production "
             "(compared on the columns both have)"
         )
+        if self.matched is not None:
+            lines.append(self._matched_line(self.matched))
         return lines
+
+    def _matched_line(self, matched: MatchedRows) -> str:
+        columns = ", ".join(
+            f"{c} {n:,}" for c, n in matched.changed_columns.items() if n
+        )
+        return (
+            f"matched on {', '.join(matched.keys)}: "
+            f"{plural(matched.changed_rows, 'row')} with different values"
+            + (f" ({columns})" if columns else "")
+            + f"; {matched.keys_only_in_env:,} keys only in {self.env}, "
+            f"{matched.keys_only_in_production:,} only in production"
+        )
+
+    def _sample_heading(self) -> str:
+        if self.matched is None:
+            return "sample of rows found on one side only"
+        return (
+            "sample of matched rows that differ (each differing column in "
+            f"production, then in {self.env})"
+        )
 
     def __str__(self) -> str:
         head = f"{self.node_id}: {self.env} vs production"
         text = "\n".join([head, *("  " + line for line in self._lines())])
         if self.sample is not None and len(self.sample):
-            text += "\nsample of differing rows:\n" + self.sample.to_string(index=False)
+            text += f"\n{self._sample_heading()}:\n" + self.sample.to_string(
+                index=False
+            )
         return text
 
     def __repr__(self) -> str:
@@ -1372,9 +1541,8 @@ class NodeDiff:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in self._lines())
         sample = ""
         if self.sample is not None and len(self.sample):
-            sample = "<p>Sample of differing rows:</p>" + self.sample.to_html(
-                index=False
-            )
+            heading = html.escape(self._sample_heading().capitalize())
+            sample = f"<p>{heading}:</p>" + self.sample.to_html(index=False)
         return (
             f"<div><p><b>{html.escape(self.node_id)}</b>: {html.escape(self.env)} vs "
             f"production</p><ul>{items}</ul>{sample}</div>"
@@ -1395,11 +1563,13 @@ def diff(project: Project, node: str, env: str, limit: int = 10) -> NodeDiff:
         project: the project.
         node: node id or unambiguous name.
         env: the environment.
-        limit: rows of each side to show in the sample.
+        limit: rows of each side (or matched rows) to show in the sample.
 
     Returns:
-        Schema differences, row counts and a sample of differing rows (a DataFrame
-        with a ``side`` column), compared on the columns both outputs share.
+        Schema differences, row counts and a sample, compared on the columns both
+        outputs share (by name; a column whose type changed is cast so its
+        values compare). A feature group's rows are also matched on its entity's
+        join keys, when they are unique on both sides.
 
     Raises:
         UsageError: ``env`` is production or no environment, or neither side has
@@ -1411,10 +1581,11 @@ def diff(project: Project, node: str, env: str, limit: int = 10) -> NodeDiff:
             f"diff compares an environment with production; name one of: "
             f"{', '.join(environments(store)) or 'none (make one with: seeknal plan NAME)'}"
         )
-    env = environment_name(env)
+    env = environment_name(env, store)
     if env not in environments(store):
         raise _unknown_environment(store, env)
-    node_id = project.dag().resolve(node)
+    dag = project.dag()
+    node_id = dag.resolve(node)
     own = store.load_state(env).entries.get(node_id)
     production = store.load_state(PRODUCTION).entries.get(node_id)
     if own is None and production is None:
@@ -1422,8 +1593,10 @@ def diff(project: Project, node: str, env: str, limit: int = 10) -> NodeDiff:
     store.touch(env)
     env_path = store.target / own.snapshot if own else None
     prod_path = store.target / production.snapshot if production else None
+    found = dag.nodes[node_id]
+    keys = list(found.join_keys) if found.kind == "feature_group" else []
     with connection() as conn:
-        return _compare_outputs(conn, node_id, env, env_path, prod_path, limit)
+        return _compare_outputs(conn, node_id, env, env_path, prod_path, keys, limit)
 
 
 def _compare_outputs(
@@ -1432,6 +1605,7 @@ def _compare_outputs(
     env: str,
     env_path: Path | None,
     prod_path: Path | None,
+    keys: list[str],
     limit: int,
 ) -> NodeDiff:
     if env_path is None:
@@ -1446,31 +1620,38 @@ def _compare_outputs(
     new = _columns(conn, env_path)
     old = _columns(conn, prod_path) if prod_path else []
     old_types, new_types = dict(old), dict(new)
-    shared = [c for c, t in new if old_types.get(c) == t]
-    env_read = f"read_parquet({quote_literal(str(env_path))})"
-    prod_read = (
-        f"read_parquet({quote_literal(str(prod_path))})"
-        if prod_path
-        else f"(SELECT * FROM {env_read} LIMIT 0)"
-    )
-    picked = ", ".join(quote_ident(c) for c in shared) or "1 AS no_shared_column"
+    sides = _Sides(conn, env_path, prod_path)
+    shared = [c for c, _ in new if c in old_types]
+    casts = {
+        c: sides.comparable_type(c, old_types[c], new_types[c])
+        for c in shared
+        if old_types[c] != new_types[c]
+    }
+    picked = ", ".join(sides.value(c, casts) for c in shared)
+    picked = picked or "1 AS no_shared_column"
     conn.execute(
-        f"CREATE TEMP TABLE only_env AS SELECT {picked} FROM {env_read} "
-        f"EXCEPT ALL SELECT {picked} FROM {prod_read}"
+        f"CREATE TEMP TABLE only_env AS SELECT {picked} FROM {sides.env} "
+        f"EXCEPT ALL SELECT {picked} FROM {sides.production}"
     )
     conn.execute(
-        f"CREATE TEMP TABLE only_prod AS SELECT {picked} FROM {prod_read} "
-        f"EXCEPT ALL SELECT {picked} FROM {env_read}"
+        f"CREATE TEMP TABLE only_prod AS SELECT {picked} FROM {sides.production} "
+        f"EXCEPT ALL SELECT {picked} FROM {sides.env}"
     )
     counts = conn.execute(
-        f"SELECT (SELECT count(*) FROM {env_read}), (SELECT count(*) FROM {prod_read}), "
+        f"SELECT (SELECT count(*) FROM {sides.env}), "
+        f"(SELECT count(*) FROM {sides.production}), "
         "(SELECT count(*) FROM only_env), (SELECT count(*) FROM only_prod)"
     ).fetchone()
     assert counts is not None
-    sample = conn.execute(
-        f"(SELECT {quote_literal(env)} AS side, * FROM only_env LIMIT {int(limit)}) "
-        f"UNION ALL (SELECT 'production' AS side, * FROM only_prod LIMIT {int(limit)})"
-    ).df()
+    matched = None
+    if keys and all(k in old_types for k in keys) and sides.unique(keys, casts):
+        matched, sample = sides.matched(env, keys, shared, casts, limit)
+    else:
+        sample = conn.execute(
+            f"(SELECT {quote_literal(env)} AS side, * FROM only_env "
+            f"LIMIT {int(limit)}) UNION ALL (SELECT 'production' AS side, * "
+            f"FROM only_prod LIMIT {int(limit)})"
+        ).df()
     return NodeDiff(
         node_id=node_id,
         env=env,
@@ -1486,4 +1667,119 @@ def _compare_outputs(
         rows_only_in_env=int(counts[2]),
         rows_only_in_production=int(counts[3]),
         sample=sample,
+        compared_as=casts,
+        matched=matched,
     )
+
+
+class _Sides:
+    """SQL over the two outputs a diff compares (``e``: the environment's, ``p``:
+    production's, empty when production has none)."""
+
+    def __init__(
+        self, conn: duckdb.DuckDBPyConnection, env_path: Path, prod_path: Path | None
+    ) -> None:
+        self.conn = conn
+        self.env = f"read_parquet({quote_literal(str(env_path))})"
+        self.production = (
+            f"read_parquet({quote_literal(str(prod_path))})"
+            if prod_path
+            else f"(SELECT * FROM {self.env} LIMIT 0)"
+        )
+
+    @staticmethod
+    def value(column: str, casts: dict[str, str]) -> str:
+        """A column as compared: cast to its comparable type when it changed."""
+        name = quote_ident(column)
+        if column not in casts:
+            return name
+        return f"CAST({name} AS {casts[column]}) AS {name}"
+
+    @staticmethod
+    def _compared(alias: str, column: str, casts: dict[str, str]) -> str:
+        name = f"{alias}.{quote_ident(column)}"
+        return f"CAST({name} AS {casts[column]})" if column in casts else name
+
+    def comparable_type(self, column: str, old: str, new: str) -> str:
+        """The type both sides of a changed column are compared as: the one
+        DuckDB would combine them into, else text."""
+        try:
+            row = self.conn.execute(
+                f"DESCRIBE SELECT CAST(NULL AS {old}) AS v "
+                f"UNION ALL SELECT CAST(NULL AS {new})"
+            ).fetchone()
+            combined = str(row[1]) if row else "VARCHAR"
+            for side in (self.env, self.production):
+                self.conn.execute(
+                    f"SELECT count(CAST({quote_ident(column)} AS {combined})) "
+                    f"FROM {side}"
+                ).fetchall()
+        except duckdb.Error:
+            return "VARCHAR"
+        return combined
+
+    def unique(self, keys: list[str], casts: dict[str, str]) -> bool:
+        """Whether ``keys`` identify one row on each side."""
+        row = ", ".join(self._compared("t", k, casts) for k in keys)
+        for side in (self.env, self.production):
+            found = self.conn.execute(
+                f"SELECT count(*) - count(DISTINCT ({row})) FROM {side} AS t"
+            ).fetchone()
+            if found is None or found[0] != 0:
+                return False
+        return True
+
+    def matched(
+        self,
+        env: str,
+        keys: list[str],
+        shared: list[str],
+        casts: dict[str, str],
+        limit: int,
+    ) -> tuple[MatchedRows, Any]:
+        """Rows matched on ``keys``: how many differ, per column, and a sample."""
+        on = " AND ".join(
+            f"{self._compared('e', k, casts)} IS NOT DISTINCT FROM "
+            f"{self._compared('p', k, casts)}"
+            for k in keys
+        )
+        values = [c for c in shared if c not in keys]
+        differs = {
+            c: f"{self._compared('e', c, casts)} IS DISTINCT FROM "
+            f"{self._compared('p', c, casts)}"
+            for c in values
+        }
+        joined = f"{self.env} AS e JOIN {self.production} AS p ON {on}"
+        any_differs = " OR ".join(differs.values()) or "false"
+        filters = "".join(
+            f", count(*) FILTER (WHERE {condition})" for condition in differs.values()
+        )
+        row = self.conn.execute(
+            f"SELECT count(*) FILTER (WHERE {any_differs}){filters} FROM {joined}"
+        ).fetchone()
+        assert row is not None
+        per_column = dict(zip(values, (int(n) for n in row[1:])))
+        only = [
+            self.conn.execute(
+                f"SELECT count(*) FROM {a} AS e ANTI JOIN {b} AS p ON {on}"
+            ).fetchone()
+            for a, b in ((self.env, self.production), (self.production, self.env))
+        ]
+        shown = [c for c in values if per_column[c]]
+        picked = [f"e.{quote_ident(k)}" for k in keys]
+        for c in shown:
+            picked.append(f"p.{quote_ident(c)} AS {quote_ident(f'{c} (production)')}")
+            picked.append(f"e.{quote_ident(c)} AS {quote_ident(f'{c} ({env})')}")
+        sample = self.conn.execute(
+            f"SELECT {', '.join(picked)} FROM {joined} WHERE {any_differs} "
+            f"ORDER BY {', '.join(f'e.{quote_ident(k)}' for k in keys)} "
+            f"LIMIT {int(limit)}"
+        ).df()
+        matched = MatchedRows(
+            keys=keys,
+            changed_rows=int(row[0]),
+            changed_columns=per_column,
+            keys_only_in_env=int(only[0][0]) if only[0] else 0,
+            keys_only_in_production=int(only[1][0]) if only[1] else 0,
+        )
+        return matched, sample

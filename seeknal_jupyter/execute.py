@@ -20,11 +20,12 @@ import duckdb
 
 from seeknal_jupyter.dag import Dag
 from seeknal_jupyter.events import NodeFinished, NodeStarted, Reporters
+from seeknal_jupyter.exposures import write_export
 from seeknal_jupyter.fingerprint import source_paths
 from seeknal_jupyter.loader import Node
 from seeknal_jupyter.report import NodeResult
 from seeknal_jupyter.sql import KINDS, quote_ident, quote_literal, referenced_nodes
-from seeknal_jupyter.store import fsync_file, replace_atomically, temp_path_for
+from seeknal_jupyter.store import fsync_file, temp_path_for
 
 log = logging.getLogger(__name__)
 
@@ -313,23 +314,6 @@ def bare_name_inputs(node: Node) -> list[str]:
         for i in node.inputs
         if i not in qualified and names.count(i.split(".", 1)[1]) == 1
     ]
-
-
-def write_export(
-    conn: duckdb.DuckDBPyConnection, snapshot: Path, path: Path, fmt: str
-) -> None:
-    """Write an exposure file (``fmt``: parquet or csv) from a snapshot, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(path)
-    try:
-        conn.execute(
-            f"COPY (SELECT * FROM read_parquet({quote_literal(str(snapshot))})) "
-            f"TO {quote_literal(str(tmp))} (FORMAT {'csv' if fmt == 'csv' else 'parquet'})"
-        )
-        fsync_file(tmp)
-        replace_atomically(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 WIDE_INTEGERS = ("HUGEINT", "UHUGEINT")

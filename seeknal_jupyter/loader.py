@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seeknal_jupyter import exposures
 from seeknal_jupyter.errors import Problem, ProjectError
 from seeknal_jupyter.report import plural
 from seeknal_jupyter.sql import KINDS, referenced_nodes
@@ -715,6 +716,7 @@ def load_nodes(root: Path, cells: Iterable[tuple[Mapping, str]] = ()) -> LoadRes
     nodes = build_nodes(
         [*file_docs, *cell_docs], problems, warnings, complete=not unreadable
     )
+    problems += exposures.check_paths(nodes.values(), root)
     if problems:
         raise ProjectError(problems)
     for warning in warnings:

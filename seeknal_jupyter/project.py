@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from seeknal_jupyter import exposures
 from seeknal_jupyter.binding import check_schemas, first_line
 from seeknal_jupyter.changes import ChangeClass, Definition, definition_reasons
 from seeknal_jupyter.dag import Dag, build_dag
@@ -348,7 +349,7 @@ class Project:
         fps = fingerprints(dag, self.root)
         selected = dag.select(nodes, tags, types)
         state = self.store.load_state(env)
-        to_run, cached = self._split(dag, selected, fps, state, full, env)
+        to_run, cached = self._split(dag, selected, fps, state, full)
         workers = worker_count(parallel, max_workers)
         run_set = set(to_run)
         reasons = {
@@ -371,8 +372,9 @@ class Project:
         entry = state.entries.get(node_id)
         if entry is None:
             return "no output yet"
-        if not (self.target / entry.snapshot).exists():
-            return "its output file is missing"
+        problem = self.store.file_problem(entry)
+        if problem:
+            return problem
         node = dag.nodes[node_id]
         if entry.fingerprint == fps[node_id]:
             return "its exposure file is missing"
@@ -395,53 +397,29 @@ class Project:
         fps: dict[str, str],
         state: State,
         full: bool,
-        env: str,
     ) -> tuple[list[str], list[str]]:
         to_run: list[str] = []
         cached: list[str] = []
-        export_root = self._export_root(env)
         for node_id in selected:
-            fresh = self.is_fresh(dag.nodes[node_id], state, fps[node_id], export_root)
+            fresh = self.is_fresh(dag.nodes[node_id], state, fps[node_id])
             (cached if fresh and not full else to_run).append(node_id)
         return to_run, cached
 
-    def is_fresh(
-        self, node: Node, state: State, fingerprint: str, export_root: Path | None
-    ) -> bool:
+    def is_fresh(self, node: Node, state: State, fingerprint: str) -> bool:
         """Whether ``state`` holds an output of ``node`` that a run may keep.
 
-        It must have this fingerprint, its snapshot must exist and, for an
-        exposure, the exposure file must be the one the state records writing
-        (same size and modification time), so a file left old by a crash or
-        edited by hand is written again.
+        It must have this fingerprint and its files must be those it records
+        (same sizes; an exposure's file included). A damaged file is logged as a
+        warning naming the node, which then runs again.
         """
         entry = state.entries.get(node.id)
         if entry is None or entry.fingerprint != fingerprint:
             return False
-        if not (self.target / entry.snapshot).exists():
+        problem = self.store.file_problem(entry)
+        if problem:
+            log.warning("%s: %s; it will be built again", node.id, problem)
             return False
-        export = self._export_path(node, export_root)
-        return export is None or entry.export == self.export_record(export)
-
-    def _export_root(self, env: str) -> Path | None:
-        """Where an environment's exposure files go (None: their own paths)."""
-        return None if env == PRODUCTION else self.store.env_folder(env)
-
-    def export_record(self, path: Path) -> dict[str, Any] | None:
-        """What a state entry records of an exposure file it wrote: path, size, time.
-
-        The path is relative to the project when inside it, so a copied or
-        moved project keeps its records. None when the file does not exist.
-        """
-        try:
-            info = path.stat()
-        except OSError:
-            return None
-        try:
-            shown = path.relative_to(self.root).as_posix()
-        except ValueError:
-            shown = str(path)
-        return {"path": shown, "size": info.st_size, "mtime_ns": info.st_mtime_ns}
+        return node.export is None or entry.export is not None
 
     def run(
         self,
@@ -488,8 +466,9 @@ class Project:
             self.store.remove_partials()
             generation = self.store.ensure_generation(env)
             state = self.store.load_state(env)
-            replaced = [e.snapshot for e in state.entries.values()]
-            to_run, cached = self._split(dag, selected, fps, state, full, env)
+            self.store.sync(generation, state)
+            replaced = [f for e in state.entries.values() for f in entry_files(e)]
+            to_run, cached = self._split(dag, selected, fps, state, full)
             fps = self._as_read(dag, fps, to_run, state)
             result = self._execute(
                 dag,
@@ -505,7 +484,6 @@ class Project:
                 fail_fast,
                 _mode(full),
                 fallback=[],
-                export_root=self._export_root(env),
             )
             if to_run:
                 self.store.collect(keep_snapshots=replaced)
@@ -540,7 +518,7 @@ class Project:
         def input_path(node_id: str) -> Path:
             for state in states:
                 entry = state.entries.get(node_id)
-                if entry is not None and (self.target / entry.snapshot).exists():
+                if entry is not None and self.store.file_problem(entry) is None:
                     return self.target / entry.snapshot
             node = dag.nodes[node_id]
             raise UsageError(
@@ -565,15 +543,16 @@ class Project:
         fail_fast: bool,
         mode: str,
         fallback: list[State],
-        export_root: Path | None = None,
         result: RunResult | None = None,
     ) -> RunResult:
         """Build ``to_run`` into ``generation`` and record them in ``state``.
 
         Inputs outside ``to_run`` are read where ``state`` (then each of
-        ``fallback``) says their output is. A ``cached`` node found only in a
-        fallback state is read there in place, not linked into ``generation``.
-        ``result`` is the object to fill (an environment passes its own kind).
+        ``fallback``) says their output is; ``generation`` already links every
+        entry of ``state``. Each built node is linked into it once the saved
+        state records it. Production's exposure links are then checked (an
+        environment's ``exports`` folder link for another). ``result`` is the
+        object to fill (an environment passes its own kind).
         """
         started = time.perf_counter()
         input_path = self._input_resolver(dag, [state, *fallback])
@@ -585,14 +564,15 @@ class Project:
         checked = check_schemas(
             dag, to_run, input_path, self.root, fps, self._known_schemas()
         )
+        snapshots = {n: self.store.new_snapshot_path(n, fps[n]) for n in to_run}
         tasks = {
             n: Task(
                 dag.nodes[n],
                 fps[n],
                 dag.layer[n],
-                self.store.new_snapshot_path(n, fps[n]),
+                snapshots[n],
                 self.root,
-                self._export_path(dag.nodes[n], export_root),
+                _export_file(dag.nodes[n], snapshots[n]),
                 checked.get(fps[n]),
             )
             for n in to_run
@@ -616,8 +596,6 @@ class Project:
                 entry = next(
                     s.entries[node_id] for s in fallback if node_id in s.entries
                 )
-            else:
-                self.store.publish(generation, node_id, self.target / entry.snapshot)
             result.nodes[node_id] = NodeResult(
                 node_id, dag.layer[node_id], "cached", entry.rows
             )
@@ -627,7 +605,7 @@ class Project:
         saver = _StateSaver(self.store, generation, state)
 
         def on_success(task: Task, built: Built) -> None:
-            self.store.publish(generation, task.node_id, task.snapshot)
+            export = task.node.export
             state.entries[task.node_id] = Entry(
                 fingerprint=task.fingerprint,
                 snapshot=task.snapshot.relative_to(self.target).as_posix(),
@@ -636,11 +614,14 @@ class Project:
                 seconds=round(built.seconds, 4),
                 finished_at=time.time(),
                 node=node_record(task.node),
+                size=task.snapshot.stat().st_size,
                 export=None
-                if task.export_path is None
-                else self.export_record(task.export_path),
+                if task.export_path is None or export is None
+                else exposures.export_record(
+                    self.store, task.export_path, export[0], self.root
+                ),
             )
-            saver.changed()
+            saver.changed(task.node_id)
 
         executor = Executor(
             dag, workers, Settings.for_workers(workers), reporters, cancel, fail_fast
@@ -652,6 +633,11 @@ class Project:
             if env == PRODUCTION:
                 state.info["definitions"] = unbuilt_definitions(dag, state)
             saver.save()
+        if env == PRODUCTION:
+            result.messages += exposures.link_production(self.store, self.root, state)
+            exposures.unlink_removed(self.store, self.root, state)
+        else:
+            exposures.link_environment(self.store, env)
         result.nodes = {n: result.nodes[n] for n in dag.order if n in result.nodes}
         seconds = {
             n: r.seconds for n, r in result.nodes.items() if r.status == "success"
@@ -661,32 +647,6 @@ class Project:
         result.wall_seconds = time.perf_counter() - started
         reporters.handle(RunFinished(result))
         return result
-
-    def _export_path(self, node: Node, export_root: Path | None) -> Path | None:
-        """Where a run writes an exposure's file; ``export_root`` for an environment.
-
-        Production writes the exposure's ``params.path`` (relative to the
-        project). An environment writes under ``<export_root>/exports/``: a path
-        inside the project at the same relative place (without a leading
-        ``target/exports/`` or ``target/``), one outside it under ``external/``
-        followed by its absolute path.
-
-        Raises:
-            UsageError: the mapped path would leave the environment's folder.
-        """
-        if node.export is None:
-            return None
-        path = Path(os.path.normpath(self.root / node.export[0]))
-        if export_root is None:
-            return path
-        exports = export_root / "exports"
-        mapped = exports.joinpath(*_export_parts(path, self.root))
-        if mapped == exports or os.path.commonpath([mapped, exports]) != str(exports):
-            raise UsageError(
-                f"{node.id} ({node.location}): exposure path {node.export[0]!r} "
-                f"does not map to a file inside {exports}; give it a file path"
-            )
-        return mapped
 
     def environment(self, env: str) -> str:
         """The name of an existing environment; "prod" and "production" are
@@ -888,7 +848,7 @@ class Project:
             for n, entry in state.entries.items()
             if n in dag.nodes
             and entry.fingerprint == fps[n]
-            and (self.target / entry.snapshot).exists()
+            and self.store.file_problem(entry) is None
         }
         needed = dag.upstream_of([node_id]) - set(built)
         to_check = [n for n in dag.order if n in needed or n == node_id]
@@ -956,17 +916,19 @@ class NodeSchema:
         )
 
 
-def _export_parts(path: Path, root: Path) -> tuple[str, ...]:
-    """An exposure file's place under an environment's ``exports/`` folder."""
-    try:
-        parts = path.relative_to(root).parts
-    except ValueError:
-        return ("external", *path.relative_to(path.anchor).parts)
-    if parts[:2] == ("target", "exports"):
-        return parts[2:]
-    if parts[:1] == ("target",):
-        return parts[1:]
-    return parts
+def _export_file(node: Node, snapshot: Path) -> Path | None:
+    """Where a run writes an exposure's file: beside the node's new snapshot."""
+    if node.export is None:
+        return None
+    return exposures.export_file(snapshot, node.export[1])
+
+
+def entry_files(entry: Entry) -> list[str]:
+    """The files under ``target/`` an entry refers to: its snapshot, its export."""
+    files = [entry.snapshot]
+    if entry.export is not None:
+        files.append(entry.export.file)
+    return files
 
 
 def _states(store: Store, env: str) -> list[State]:
@@ -1051,21 +1013,28 @@ def _mode(full: bool) -> str:
 
 
 class _StateSaver:
-    """Writes an environment's state file at most every half second, and at the end."""
+    """Writes an environment's state file at most every half second, and at the end.
+
+    Each node built since the last save is linked into the generation right
+    after the save that records it, so no link shows an output the saved state
+    does not have.
+    """
 
     def __init__(self, store: Store, generation: Path, state: State) -> None:
         self.store = store
         self.generation = generation
         self.state = state
         self.last = 0.0
-        self.dirty = False
+        self.unlinked: list[str] = []
 
-    def changed(self) -> None:
-        self.dirty = True
+    def changed(self, node_id: str) -> None:
+        self.unlinked.append(node_id)
         if time.monotonic() - self.last > 0.5:
             self.save()
 
     def save(self) -> None:
         self.store.save_state(self.generation, self.state)
+        for node_id in self.unlinked:
+            self.store.publish(self.generation, node_id, self.state.entries[node_id])
+        self.unlinked = []
         self.last = time.monotonic()
-        self.dirty = False

@@ -53,9 +53,10 @@ class RunResult:
     ``layers`` is the number of layers of the project's DAG; :attr:`layer_count`
     is how many of them the run's nodes are in. ``stale`` lists the nodes that did
     not build (failed, skipped, cancelled) and keep an output made from an earlier
-    definition or data. ``summary_shown`` is set while the summary a front end
-    has just displayed should not be displayed again (the ``%seeknal run`` magic
-    sets it until its cell ends).
+    definition or data. ``messages`` are other notes for the summary.
+    ``summary_shown`` is set while the summary a front end has just displayed
+    should not be displayed again (the ``%seeknal run`` magic sets it until its
+    cell ends).
     """
 
     project: str
@@ -67,6 +68,7 @@ class RunResult:
     wall_seconds: float = 0.0
     critical_path: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
     summary_shown: bool = field(default=False, repr=False, compare=False)
 
     def count(self, status: str) -> int:
@@ -119,7 +121,7 @@ class RunResult:
 
     def notes(self) -> list[str]:
         """One line per node that failed, was skipped or was cancelled, saying why,
-        then one per such node that keeps a stale output."""
+        then one per such node that keeps a stale output, then the messages."""
         notes = []
         for result in self.nodes.values():
             if result.error:
@@ -131,7 +133,7 @@ class RunResult:
             "earlier definition or data)"
             for node_id in self.stale
         ]
-        return notes
+        return notes + self.messages
 
     def summary_rows(self) -> list[tuple[str, str, str, str, str]]:
         rows = []

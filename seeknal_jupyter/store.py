@@ -5,9 +5,14 @@ Layout under ``target/``:
 - ``snapshots/<kind>/<name>/<fingerprint>[-<suffix>].parquet``: each output, written
   once, atomically, and never changed nor replaced (a rebuild of a fingerprint that
   already has a snapshot gets a new file); deleted once no generation refers to it;
+  an exposure's file (Parquet or CSV) is written beside its snapshot, as
+  ``<fingerprint>[-<suffix>].export.<format>``;
 - ``gens/<env>-<stamp>/``: one generation of an environment: ``state.json`` (which
-  snapshot each node has, with rows, columns and the definition that made it) and
-  ``<kind>/<name>.parquet`` hard links to those snapshots;
+  snapshot each node has, with its size, rows, columns and the definition that made
+  it), ``<kind>/<name>.parquet`` hard links to those snapshots and
+  ``exports/<place>`` hard links to the exposure files (see
+  :mod:`seeknal_jupyter.exposures`). A link is made only once ``state.json``
+  records its entry;
 - ``cache`` (production) and ``environments/<env>/cache``: symbolic links to the
   environment's current generation, swapped with one atomic rename.
 """
@@ -22,13 +27,14 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
 from seeknal_jupyter.errors import LockedError
+from seeknal_jupyter.report import plural
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +43,12 @@ PRODUCTION_NAMES = (PRODUCTION, "production")
 TEMP_SUFFIX = ".partial"
 ACCESSED_FILE = "accessed"
 PLAN_FILE = "plan.json"
+STATE_FILE = "state.json"
 
 
 def is_production(env: str) -> bool:
-    """Whether ``env`` names production (``prod`` or ``production``)."""
-    return env in PRODUCTION_NAMES
+    """Whether ``env`` names production (``prod`` or ``production``, in any case)."""
+    return env.lower() in PRODUCTION_NAMES
 
 
 def display_name(env: str) -> str:
@@ -82,9 +89,26 @@ def temp_path_for(final: Path) -> Path:
     return final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
 
 
+@dataclass(frozen=True)
+class ExportFile:
+    """An exposure's file: where it is kept, its size, and where it is shown.
+
+    ``file`` is relative to ``target/``; ``path`` is the exposure's ``params.path``
+    as written; ``place`` is its path under a generation's ``exports/`` folder.
+    """
+
+    file: str
+    size: int
+    path: str
+    place: str
+
+
+EXPORT_FIELDS = tuple(f.name for f in fields(ExportFile))
+
+
 @dataclass
 class Entry:
-    """What an environment holds for one node."""
+    """What an environment holds for one node; ``size`` is the snapshot's bytes."""
 
     fingerprint: str
     snapshot: str
@@ -93,10 +117,25 @@ class Entry:
     seconds: float
     finished_at: float
     node: dict[str, Any] = field(default_factory=dict)
-    export: dict[str, Any] | None = None
+    size: int = 0
+    export: ExportFile | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Entry:
+        """An entry as :meth:`to_json` wrote it; fields it does not know are left
+        out (an entry without a recorded size or export file is then rebuilt)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in body.items() if k in known}
+        export = values.get("export")
+        values["export"] = (
+            ExportFile(**export)
+            if isinstance(export, dict) and set(export) == set(EXPORT_FIELDS)
+            else None
+        )
+        return cls(**values)
 
 
 @dataclass
@@ -120,7 +159,7 @@ class State:
     @classmethod
     def from_json(cls, text: str) -> State:
         body = json.loads(text)
-        entries = {k: Entry(**v) for k, v in body.get("nodes", {}).items()}
+        entries = {k: Entry.from_json(v) for k, v in body.get("nodes", {}).items()}
         return cls(body["env"], entries, body.get("info", {}))
 
 
@@ -163,9 +202,9 @@ class Store:
     def load_state(self, env: str) -> State:
         """The environment's state, empty when it has never run."""
         generation = self.generation(env)
-        if generation is None or not (generation / "state.json").exists():
+        if generation is None or not (generation / STATE_FILE).exists():
             return State(env)
-        return State.from_json((generation / "state.json").read_text())
+        return State.from_json((generation / STATE_FILE).read_text())
 
     def new_generation(self, env: str) -> Path:
         folder = self.target / "gens" / f"{env}-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -179,7 +218,7 @@ class Store:
         if current is not None and current.is_dir():
             return current
         folder = self.new_generation(env)
-        write_text_atomically(folder / "state.json", State(env).to_json())
+        write_text_atomically(folder / STATE_FILE, State(env).to_json())
         self.point(env, folder)
         return folder
 
@@ -191,22 +230,62 @@ class Store:
         os.symlink(os.path.relpath(generation, link.parent), tmp)
         replace_atomically(tmp, link)
 
-    def publish(self, generation: Path, node_id: str, snapshot: Path) -> None:
-        """Link ``snapshot`` at ``<generation>/<kind>/<name>.parquet`` atomically."""
+    def publish(self, generation: Path, node_id: str, entry: Entry) -> None:
+        """Link an entry's files into ``generation``, each atomically.
+
+        The snapshot goes to ``<kind>/<name>.parquet``, an exposure's file to
+        ``exports/<place>``. Call it once ``state.json`` records the entry.
+        """
         kind, name = node_id.split(".", 1)
-        final = generation / kind / f"{name}.parquet"
-        if _same_file(final, snapshot):
-            return
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path_for(final)
-        try:
-            os.link(snapshot, tmp)
-        except OSError:
-            shutil.copyfile(snapshot, tmp)
-        os.replace(tmp, final)
+        _link(self.target / entry.snapshot, generation / kind / f"{name}.parquet")
+        if entry.export is not None:
+            _link(
+                self.target / entry.export.file,
+                generation / "exports" / entry.export.place,
+            )
+
+    def sync(self, generation: Path, state: State) -> None:
+        """Make the links of ``generation`` those of ``state``, and no others.
+
+        A writer calls it first: a process killed after saving a state but
+        before linking its entries left links behind it.
+        """
+        expected = {generation / STATE_FILE}
+        for node_id, entry in state.entries.items():
+            self.publish(generation, node_id, entry)
+            kind, name = node_id.split(".", 1)
+            expected.add(generation / kind / f"{name}.parquet")
+            if entry.export is not None:
+                expected.add(generation / "exports" / entry.export.place)
+        for folder, _, names in os.walk(generation):
+            for name in names:
+                path = Path(folder) / name
+                if path not in expected:
+                    path.unlink()
+
+    def file_problem(self, entry: Entry) -> str | None:
+        """Why an entry's files are not those it records, or None when they are.
+
+        Sizes are compared, so a file that is missing, truncated or written over
+        by another tool counts as not built.
+        """
+        files = [(entry.snapshot, entry.size)]
+        if entry.export is not None:
+            files.append((entry.export.file, entry.export.size))
+        for file, size in files:
+            try:
+                found = (self.target / file).stat().st_size
+            except OSError:
+                return f"its file target/{file} is missing"
+            if found != size:
+                return (
+                    f"its file target/{file} has {plural(found, 'byte')}, "
+                    f"{plural(size, 'byte')} were written"
+                )
+        return None
 
     def save_state(self, generation: Path, state: State) -> None:
-        write_text_atomically(generation / "state.json", state.to_json())
+        write_text_atomically(generation / STATE_FILE, state.to_json())
 
     def touch(self, env: str) -> None:
         """Note that an environment's outputs were read (its "last accessed").
@@ -257,11 +336,11 @@ class Store:
         Args:
             keep: a generation to leave for now (one just replaced, which a reader
                 may have opened a moment ago).
-            keep_snapshots: snapshots (relative to ``target/``) to leave for now,
-                such as those a run replaced in its generation.
+            keep_snapshots: snapshot files (relative to ``target/``) to leave for
+                now, such as those a run replaced in its generation.
 
         Returns:
-            How many generations and snapshots were deleted, and the bytes freed.
+            How many generations were deleted, and which snapshot files.
         """
         live = self.live_generations()
         if keep is not None:
@@ -274,21 +353,30 @@ class Store:
                 collected.generations += 1
         used = {self.target / s for s in keep_snapshots}
         for generation in live:
-            used.update(self.target / s for s in _state_snapshots(generation))
-        for path in (self.target / "snapshots").rglob("*.parquet"):
-            if path not in used:
-                collected.freed_bytes += path.stat().st_size
-                path.unlink()
-                collected.snapshots += 1
+            used.update(self.target / s for s in _state_files(generation))
+        for folder_name, _, names in os.walk(self.target / "snapshots"):
+            for name in names:
+                path = Path(folder_name) / name
+                if path not in used and not name.endswith(TEMP_SUFFIX):
+                    collected.files[path.relative_to(self.target).as_posix()] = (
+                        path.stat().st_size
+                    )
+                    path.unlink()
         return collected
 
     def remove_partials(self) -> int:
-        """Delete temporary files left by an interrupted write; returns how many."""
+        """Delete what an interrupted write left under ``target/``; returns how many.
+
+        Temporary files, links and folders all end in ``.partial``; a writer
+        calls this holding the lock, so none of them is still being written.
+        """
         count = 0
-        for folder in ("snapshots", "gens"):
-            for path in (self.target / folder).rglob(f"*{TEMP_SUFFIX}"):
-                path.unlink(missing_ok=True)
-                count += 1
+        for folder, dirs, names in os.walk(self.target):
+            for name in [*names, *dirs]:
+                if name.endswith(TEMP_SUFFIX):
+                    remove_path(Path(folder) / name)
+                    count += 1
+            dirs[:] = [d for d in dirs if not d.endswith(TEMP_SUFFIX)]
         return count
 
     @contextmanager
@@ -319,19 +407,55 @@ class Store:
 
 @dataclass
 class Collected:
-    """What :meth:`Store.collect` deleted."""
+    """What :meth:`Store.collect` deleted: generations, and files with their sizes."""
 
     generations: int = 0
-    snapshots: int = 0
-    freed_bytes: int = 0
+    files: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def snapshots(self) -> int:
+        """How many outputs were deleted (exposure files are part of theirs)."""
+        return sum(1 for f in self.files if ".export." not in f)
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(self.files.values())
 
 
-def _state_snapshots(generation: Path) -> list[str]:
+def _state_files(generation: Path) -> list[str]:
+    """The snapshot and exposure files a generation's state refers to."""
     try:
-        body = json.loads((generation / "state.json").read_text())
+        body = json.loads((generation / STATE_FILE).read_text())
     except (OSError, ValueError):
         return []
-    return [entry["snapshot"] for entry in body.get("nodes", {}).values()]
+    found = []
+    for entry in body.get("nodes", {}).values():
+        found.append(entry["snapshot"])
+        export = entry.get("export")
+        if isinstance(export, dict) and "file" in export:
+            found.append(export["file"])
+    return found
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file, a link or a whole folder (a link is never followed)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _link(existing: Path, final: Path) -> None:
+    """Make ``final`` another name of ``existing`` (a copy where links fail)."""
+    if _same_file(final, existing):
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(final)
+    try:
+        os.link(existing, tmp)
+    except OSError:
+        shutil.copyfile(existing, tmp)
+    os.replace(tmp, final)
 
 
 def _same_file(a: Path, b: Path) -> bool:
