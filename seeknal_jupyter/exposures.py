@@ -102,8 +102,8 @@ def check_paths(nodes: Iterable[Node], root: Path) -> list[Problem]:
                     node.file,
                     line,
                     node.id,
-                    f"write it under target/exports/ or outside target/ (e.g. "
-                    f"{example})",
+                    f"write it under target/exports/ or outside target/, such as "
+                    f"{example}",
                 )
             )
         elif not where or path.endswith(("/", os.sep)):
@@ -113,7 +113,7 @@ def check_paths(nodes: Iterable[Node], root: Path) -> list[Problem]:
                     node.file,
                     line,
                     node.id,
-                    f"give it a file path (e.g. {example})",
+                    f"give it a file path, such as {example}",
                 )
             )
         elif where in seen:

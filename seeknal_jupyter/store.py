@@ -248,11 +248,13 @@ class Store:
         """Make the links of ``generation`` those of ``state``, and no others.
 
         A writer calls it first: a process killed after saving a state but
-        before linking its entries left links behind it.
+        before linking its entries left links behind it. An entry whose files
+        are missing or damaged keeps what its links show (it is rebuilt).
         """
         expected = {generation / STATE_FILE}
         for node_id, entry in state.entries.items():
-            self.publish(generation, node_id, entry)
+            if self.file_problem(entry) is None:
+                self.publish(generation, node_id, entry)
             kind, name = node_id.split(".", 1)
             expected.add(generation / kind / f"{name}.parquet")
             if entry.export is not None:
@@ -280,7 +282,7 @@ class Store:
             if found != size:
                 return (
                     f"its file target/{file} has {plural(found, 'byte')}, "
-                    f"{plural(size, 'byte')} were written"
+                    f"{size:,} were written"
                 )
         return None
 

@@ -13,6 +13,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -27,9 +29,9 @@ from seeknal_jupyter.environments import (
     PromoteResult,
 )
 from seeknal_jupyter.errors import ProjectError, RunFailed, UsageError
+from seeknal_jupyter.events import Event, NodeFinished, Reporter
 from seeknal_jupyter.examples import init_example
-from seeknal_jupyter.loader import Node
-from seeknal_jupyter.project import ExecutionPlan, Project
+from seeknal_jupyter.project import ExecutionPlan, Project, entry_files
 from seeknal_jupyter.store import PRODUCTION, Store
 
 FEATURES_FILE = "seeknal/feature_groups/13_feature_group_txn_features.yml"
@@ -128,7 +130,9 @@ def files(target: Path) -> dict[str, tuple[object, ...]]:
 
 
 def check_production(project: Project) -> dict[str, str]:
-    """Every production output opens with its recorded rows; returns fingerprints."""
+    """Every production output opens with its recorded rows, and each exposure's
+    ``params.path`` shows the exposure file production's state records; returns
+    fingerprints."""
     store = Store(project.target)
     state = store.load_state(PRODUCTION)
     generation = store.generation(PRODUCTION)
@@ -137,12 +141,20 @@ def check_production(project: Project) -> dict[str, str]:
         p.relative_to(generation).as_posix() for p in generation.rglob("*.parquet")
     }
     expected = {f"{n.replace('.', '/', 1)}.parquet" for n in state.entries}
+    expected |= {
+        f"exports/{e.export.place}" for e in state.entries.values() if e.export
+    }
     assert linked == expected
     for node_id, entry in state.entries.items():
         kind, name = node_id.split(".", 1)
         link = project.target / "cache" / kind / f"{name}.parquet"
         assert os.path.samefile(link, project.target / entry.snapshot)
         assert count(link) == entry.rows
+        if entry.export is not None:
+            shown = project.root / entry.export.path
+            assert shown.is_symlink()
+            assert os.path.samefile(shown, project.target / entry.export.file)
+            assert count(shown) == entry.rows
     return {n: e.fingerprint for n, e in state.entries.items()}
 
 
@@ -278,14 +290,17 @@ def test_apply_runs_the_plan_and_writes_nothing_for_unchanged_nodes(
     assert added == sorted(
         [
             "environments/experiment/cache",
-            "environments/experiment/exports/training_data.parquet",
+            "environments/experiment/exports",
+            f"gens/{generation}/exports/training_data.parquet",
             f"gens/{generation}/exposure/training_data.parquet",
             f"gens/{generation}/feature_group/txn_features.parquet",
             f"gens/{generation}/state.json",
+            f"snapshots/exposure/training_data/{fps[TRAINING]}.export.parquet",
             f"snapshots/exposure/training_data/{fps[TRAINING]}.parquet",
             f"snapshots/feature_group/txn_features/{fps[TXN]}.parquet",
         ]
     )
+    assert after["environments/experiment/exports"] == ("link", "cache/exports")
     assert (project.root / PROD_EXPORT).read_bytes() == prod_export
     assert "ip_reputation_score" not in columns(project.root / PROD_EXPORT)
 
@@ -600,23 +615,17 @@ def test_promote_killed_at_each_step_leaves_production_old_or_new(
 
     kill_promote_at(project, "experiment", step)
 
-    after = check_production(project)
+    after = check_production(project)  # params.path shows the state's file
     committed = after_step(step, "pointed")
     assert after == (new if committed else old)
     assert count(export) == 10_000
-    assert ("ip_reputation_score" in columns(export)) == after_step(step, "exported")
-    assert same_content(export, cached_training) == (step != "pointed")
+    assert ("ip_reputation_score" in columns(export)) == committed
+    assert same_content(export, cached_training)
     listed = environments.list_environments(project).row("experiment")
     assert (listed.status, listed.promoted_to) == (
         ("promoted", PRODUCTION) if committed else ("applied", None)
     )
     if committed:
-        healed = project.run()
-        executed = {n for n, s in healed.statuses().items() if s != "cached"}
-        assert executed == ({TRAINING} if step == "pointed" else set())
-        assert check_production(project).keys() == new.keys()
-        assert "ip_reputation_score" in columns(export)
-        assert same_content(export, cached_training)
         assert project.run().count("cached") == 15
         with pytest.raises(
             UsageError, match="'experiment' is already promoted to production"
@@ -651,6 +660,12 @@ def test_promote_to_staging_killed_at_each_step_leaves_staging_old_or_new(
     assert staging_old[TXN] != dev[TXN]
     production = check_production(project)
 
+    exported = project.target / "environments/staging/exports/training_data.parquet"
+    staged = (
+        project.target / "environments/staging/cache/exposure/training_data.parquet"
+    )
+    assert "ip_reputation_score" not in columns(exported)
+
     kill_promote_at(project, "dev", step, target="staging")
 
     def staging() -> tuple[str, dict[str, str]]:
@@ -663,6 +678,8 @@ def test_promote_to_staging_killed_at_each_step_leaves_staging_old_or_new(
         (dev_plan.plan_id, dev) if committed else (staging_plan.plan_id, staging_old)
     )
     assert staging() == expected
+    assert ("ip_reputation_score" in columns(exported)) == committed
+    assert same_content(exported, staged)
     assert check_production(project) == production
     environments.plan(project, "bystander")  # the next writer settles the plan
     assert staging() == expected
@@ -679,14 +696,9 @@ def test_promote_to_staging_killed_at_each_step_leaves_staging_old_or_new(
         environments.promote(project, "dev", "staging")
         assert staging() == (dev_plan.plan_id, dev)
     again = environments.apply(project, "staging")
-    assert isinstance(again, ApplyResult)
-    assert again.count("success") == (1 if step == "pointed" else 0)
-    exported = project.target / "environments/staging/exports/training_data.parquet"
+    assert isinstance(again, ApplyResult) and again.count("success") == 0
     assert "ip_reputation_score" in columns(exported)
-    assert same_content(
-        exported,
-        project.target / "environments/staging/cache/exposure/training_data.parquet",
-    )
+    assert same_content(exported, staged)
     assert check_production(project) == production
 
 
@@ -818,8 +830,17 @@ def test_delete_removes_the_environment_and_outputs_no_one_uses(
         / f"snapshots/feature_group/txn_features/{plan.fingerprints[TXN]}.parquet"
     )
     assert snapshot.exists()
+    held = project.store.load_state("experiment").entries.values()
+    sizes = sum(
+        (project.target / f).stat().st_size for e in held for f in entry_files(e)
+    )
     result = environments.delete(project, "experiment")
-    assert result.snapshots == 2 and result.generations == 1
+    assert (result.own, result.shared, result.others) == (2, 0, 0)
+    assert result.own_bytes == sizes
+    assert str(result) == (
+        f"Deleted environment 'experiment' and its 2 outputs ({sizes / 1e6:.1f} MB "
+        "freed)"
+    )
     assert not snapshot.exists()
     assert not (project.target / "environments/experiment").exists()
     assert environments.list_environments(project).rows == []
@@ -831,13 +852,46 @@ def test_delete_removes_the_environment_and_outputs_no_one_uses(
 
 
 def test_delete_keeps_outputs_production_took_by_promote(project: Project) -> None:
+    old = project.store.load_state(PRODUCTION).entries
+    replaced = [project.target / old[n].snapshot for n in (TXN, TRAINING)]
+    replaced.append(project.target / old[TRAINING].export.file)  # type: ignore[union-attr]
+    freed = sum(p.stat().st_size for p in replaced)
     add_ip_feature(project)
     applied(project, "experiment")
     environments.promote(project, "experiment")
     result = environments.delete(project, "experiment")
-    assert result.snapshots == 2
+    assert (result.own, result.shared, result.others) == (0, 2, 2)
+    assert result.others_bytes == freed
+    assert str(result) == (
+        "Deleted environment 'experiment'; 2 outputs it held stay: production or "
+        "another environment uses them; also freed 2 outputs no environment uses "
+        f"({freed / 1e6:.1f} MB)"
+    )
+    assert not any(p.exists() for p in replaced)
     assert check_production(project)
     assert project.run().count("cached") == 15
+
+
+def test_deleting_an_environment_that_never_ran_says_what_it_freed(
+    project: Project,
+) -> None:
+    add_ip_feature(project)
+    applied(project, "experiment")
+    environments.promote(project, "experiment")
+    environments.plan(project, "never")
+    environments.delete(project, "experiment")
+    result = environments.delete(project, "never")
+    assert (result.own, result.shared, result.others) == (0, 0, 0)
+    assert str(result) == "Deleted environment 'never' (it held no outputs of its own)"
+
+    environments.plan(project, "idle")
+    project.run(full=True, nodes=["txn_features"])  # production replaces one output
+    done = environments.delete(project, "idle")
+    assert (done.own, done.shared, done.others) == (0, 0, 1)
+    assert str(done).startswith(
+        "Deleted environment 'idle' (it held no outputs of its own); also freed 1 "
+        "output no environment uses ("
+    )
 
 
 def test_diff_of_an_added_feature(project: Project) -> None:
@@ -865,8 +919,95 @@ def test_diff_of_changed_values_shows_a_sample(project: Project) -> None:
     )[0][0]
     assert isinstance(whole, int) and whole > 0
     assert found.rows_only_in_env == found.rows_only_in_production == whole
-    assert list(found.sample["side"]) == ["rounded"] * 5 + ["production"] * 5
-    assert "<table" in found._repr_html_()
+    assert found.matched is not None
+    assert found.matched.keys == ["transaction_id"]
+    assert found.matched.changed_rows == whole
+    assert {c: n for c, n in found.matched.changed_columns.items() if n} == {
+        "txn_amount": whole
+    }
+    assert (found.matched.keys_only_in_env, found.matched.keys_only_in_production) == (
+        0,
+        0,
+    )
+    assert list(found.sample.columns) == [
+        "transaction_id",
+        "txn_amount (production)",
+        "txn_amount (rounded)",
+    ]
+    assert len(found.sample) == 5
+    assert list(found.sample["transaction_id"]) == sorted(
+        found.sample["transaction_id"]
+    )
+    for _, row in found.sample.iterrows():
+        assert row["txn_amount (rounded)"] == round(row["txn_amount (production)"])
+        assert row["txn_amount (rounded)"] != row["txn_amount (production)"]
+    text = str(found)
+    assert (
+        f"matched on transaction_id: {whole:,} rows with different values "
+        f"(txn_amount {whole:,}); 0 keys only in rounded, 0 only in production"
+    ) in text
+    assert (
+        "sample of matched rows that differ (each differing column in production, "
+        "then in rounded):\n"
+    ) in text
+    page = found._repr_html_()
+    assert "<table" in page and "txn_amount (rounded)" in page
+
+
+def test_diff_compares_a_column_whose_type_changed(project: Project) -> None:
+    edit(
+        project, "  txn_amount:\n    dtype: float", "  txn_amount:\n    dtype: integer"
+    )
+    plan = applied(project, "integer")
+    assert plan.changes[TXN].change_class == ChangeClass.BREAKING
+    production = project.output_path("txn_features", PRODUCTION)
+    fractional = query(
+        f"SELECT count(*) FROM read_parquet('{production}') "
+        "WHERE txn_amount <> round(txn_amount)"
+    )[0][0]
+    assert isinstance(fractional, int) and fractional > 0
+
+    found = environments.diff(project, "txn_features", "integer", limit=3)
+
+    assert found.type_changes == [("txn_amount", "DOUBLE", "INTEGER")]
+    assert found.compared_as == {"txn_amount": "DOUBLE"}
+    assert found.rows_only_in_env == found.rows_only_in_production == fractional
+    assert found.matched is not None and found.matched.changed_rows == fractional
+    assert found.matched.changed_columns["txn_amount"] == fractional
+    for _, row in found.sample.iterrows():
+        old, new = row["txn_amount (production)"], row["txn_amount (integer)"]
+        assert new == int(new) and abs(new - old) <= 0.5 and new != old
+    assert (
+        "column txn_amount: DOUBLE in production, INTEGER in integer (compared as "
+        "DOUBLE)" in str(found)
+    )
+
+
+def test_diff_without_keys_samples_the_rows_found_on_one_side(
+    project: Project,
+) -> None:
+    edit(
+        project,
+        "    f.is_fraud\n",
+        "    CAST(f.is_fraud AS INTEGER) * 2 AS is_fraud\n",
+        "seeknal/exposures/15_exposure_training_data.yml",
+    )
+    applied(project, "retyped")
+    frauds = query(
+        f"SELECT count(*) FROM read_parquet('{project.root / PROD_EXPORT}') "
+        "WHERE is_fraud"
+    )[0][0]
+    assert isinstance(frauds, int) and frauds > 2
+
+    found = environments.diff(project, "training_data", "retyped", limit=2)
+
+    assert found.matched is None
+    assert found.type_changes == [("is_fraud", "BOOLEAN", "INTEGER")]
+    assert found.compared_as == {"is_fraud": "INTEGER"}
+    assert found.rows_only_in_env == found.rows_only_in_production == frauds
+    assert list(found.sample["side"]) == ["retyped", "retyped"] + ["production"] * 2
+    assert list(found.sample["is_fraud"]) == [2, 2, 1, 1]
+    assert "sample of rows found on one side only:" in str(found)
 
 
 def test_both_parsers_have_diff_and_promote() -> None:
@@ -997,15 +1138,26 @@ def test_nodes_stale_in_production_run_in_the_environment(project: Project) -> N
 
     plan = environments.plan(project, "experiment")
 
-    assert plan.stale == {n: environments.STALE_REASON for n in STALE}
+    downstream = (
+        "out of date in production: the data of source.transactions changed since "
+        "production ran"
+    )
+    assert plan.stale == {
+        "source.transactions": (
+            "out of date in production: its data file changed since production ran"
+        ),
+        **{n: downstream for n in STALE[1:]},
+    }
     assert {plan.classes()[n] for n in STALE} == {"UNCHANGED"}
     assert plan.to_execute == [n for n in plan.changes if n in {*STALE, TXN, TRAINING}]
     text = str(plan)
     assert "Out of date in production, run here too (5):" in text
     assert (
-        "  - source.transactions (production's output is out of date (its data "
-        "changed))" in text
-    )
+        "  - source.transactions: out of date in production: its data file changed "
+        "since production ran\n"
+    ) in text
+    assert f"  - transform.card_velocity: {downstream}\n" in text
+    assert "((" not in text and "))" not in text
     assert "7 nodes to execute, 8 read from production; added 0, removed 0" in text
     assert text.count("yes") == 0 and plan._repr_html_().count("<td>yes</td>") == 7
 
@@ -1042,53 +1194,49 @@ def test_a_partial_apply_on_stale_inputs_does_not_pass_for_the_plan(
         environments.promote(project, "partial")
 
 
+def test_the_stale_reason_names_the_source_whose_data_changed(
+    project: Project,
+) -> None:
+    cards = project.root / "data/card_data.csv"
+    os.utime(cards, (1e9, 1e9))
+    plan = environments.plan(project, "cards")
+    reason = (
+        "out of date in production: the data of source.card_data changed since "
+        "production ran"
+    )
+    assert plan.stale == {
+        "source.card_data": (
+            "out of date in production: its data file changed since production ran"
+        ),
+        "transform.card_velocity": reason,
+        "feature_group.user_risk": reason,
+        TRAINING: reason,
+    }
+
+
 # ---------------------------------------------------------------- exposure files
 
 
-def test_a_production_run_rewrites_an_exposure_file_that_is_not_the_one_it_wrote(
-    project: Project,
+def test_a_production_run_rebuilds_a_damaged_exposure_file(
+    project: Project, caplog: pytest.LogCaptureFixture
 ) -> None:
     export = project.root / PROD_EXPORT
-    cached = project.target / "cache/exposure/training_data.parquet"
-    record = project.store.load_state(PRODUCTION).entries[TRAINING].export
-    assert record is not None and record["path"] == PROD_EXPORT
-    assert record["size"] == export.stat().st_size
-    query(f"COPY (SELECT 1 AS stale) TO '{export}' (FORMAT parquet)")
+    entry = project.store.load_state(PRODUCTION).entries[TRAINING]
+    assert entry.export is not None and entry.export.path == PROD_EXPORT
+    kept = project.target / entry.export.file
+    assert kept.stat().st_size == entry.export.size
+    with open(export, "r+b") as handle:  # through the link: another tool writes
+        handle.truncate(100)
 
     healed = project.run()
 
     assert {n for n, s in healed.statuses().items() if s != "cached"} == {TRAINING}
-    assert same_content(export, cached) and count(export) == 10_000
+    assert f"{TRAINING}: its file target/{entry.export.file} has 100 bytes" in (
+        caplog.text
+    )
+    assert count(export) == 10_000
+    assert same_content(export, project.target / "cache/exposure/training_data.parquet")
     assert project.run().count("cached") == 15
-    export.unlink()
-    assert project.execution_plan().to_run == [TRAINING]
-
-
-@pytest.mark.parametrize(
-    ("path", "mapped"),
-    [
-        ("target/exports/training_data.parquet", "exports/training_data.parquet"),
-        ("target/../target/exports/t.parquet", "exports/t.parquet"),
-        ("target/other/t.parquet", "exports/other/t.parquet"),
-        ("data/out/t.csv", "exports/data/out/t.csv"),
-        ("exports/t.parquet", "exports/exports/t.parquet"),
-        ("../../exports/t.parquet", "exports/external/{outside}/exports/t.parquet"),
-        ("/srv/shared/t.parquet", "exports/external/srv/shared/t.parquet"),
-    ],
-)
-def test_environment_exposure_paths_stay_inside_the_environment(
-    tmp_path: Path, path: str, mapped: str
-) -> None:
-    root = tmp_path / "a" / "b" / "project"
-    root.mkdir(parents=True)
-    project = Project(root)
-    spec = {"type": "file", "params": {"path": path, "format": "parquet"}}
-    node = Node("exposure", "t", "seeknal/t.yml", 1, spec)
-    env_folder = project.target / "environments/dev"
-    outside = (tmp_path / "a").relative_to("/").as_posix()
-    expected = env_folder / mapped.format(outside=outside)
-    assert project._export_path(node, env_folder) == expected
-    assert project._export_path(node, None) == Path(os.path.normpath(root / path))
 
 
 def test_an_exposure_path_with_dots_does_not_reach_production_exports(
@@ -1211,16 +1359,16 @@ def test_production_answers_to_prod_and_production(
     add_ip_feature(project)
     plan = applied(project, "dev")
 
-    result = environments.promote(project, "dev", "production")
+    result = environments.promote(project, "dev", "PRODUCTION")
 
     assert result.target == PRODUCTION
     assert str(result).startswith("Promoted 'dev' to production: 2 outputs")
     assert check_production(project)[TXN] == plan.fingerprints[TXN]
-    assert not (project.target / "environments/production").exists()
+    assert os.listdir(project.target / "environments") == ["dev"]
     listing = environments.list_environments(project)
     assert listing.names() == ["dev"]
     assert "promoted to production" in str(listing)
-    for name in ("prod", "production"):
+    for name in ("prod", "production", "PROD", "Production"):
         shown = project.show("txn_features", env=name, limit=3)
         assert list(shown.columns)[-1] == "ip_reputation_score"
         with pytest.raises(UsageError, match=f"'{name}' is production"):
@@ -1238,8 +1386,33 @@ def test_production_answers_to_prod_and_production(
             "Run succeeded: 0 executed, 15 cached of 15 nodes"
             in capsys.readouterr().out
         )
-    assert not (project.target / "environments/prod").exists()
-    assert not (project.target / "environments/production").exists()
+    assert os.listdir(project.target / "environments") == ["dev"]
+
+
+def test_a_name_differing_from_an_environment_only_by_case_is_refused(
+    project: Project,
+) -> None:
+    add_ip_feature(project)
+    applied(project, "dev")
+    calls: dict[str, list[Callable[[], object]]] = {
+        "Dev": [
+            lambda: environments.plan(project, "Dev"),
+            lambda: environments.apply(project, "Dev"),
+            lambda: environments.promote(project, "Dev"),
+            lambda: environments.promote(project, "dev", "Dev"),
+            lambda: environments.delete(project, "Dev"),
+        ],
+        "DEV": [lambda: environments.diff(project, "txn_features", "DEV")],
+    }
+    for name, tries in calls.items():
+        for call in tries:
+            with pytest.raises(UsageError) as raised:
+                call()
+            assert str(raised.value) == (
+                f"environment '{name}' differs from the existing 'dev' only by case; "
+                "use 'dev' (file systems may not tell the two apart)"
+            )
+    assert os.listdir(project.target / "environments") == ["dev"]
 
 
 def test_promoting_twice_says_it_is_already_promoted(project: Project) -> None:
@@ -1285,3 +1458,230 @@ def test_unknown_environments_are_one_line_errors(project: Project) -> None:
         with pytest.raises(UsageError) as raised:
             call()
         assert str(raised.value) == "no environment 'nope' (environments: experiment)"
+
+
+# ---------------------------------------------------------------- statuses
+
+
+def test_list_says_stale_when_apply_would_refuse_a_metadata_edit(
+    project: Project,
+) -> None:
+    add_ip_feature(project)
+    applied(project, "experiment")
+    assert environments.list_environments(project).row("experiment").status == (
+        "applied"
+    )
+    edit(project, "owner: fraud-team", "owner: risk-team")
+
+    assert environments.list_environments(project).row("experiment").status == "stale"
+    with pytest.raises(UsageError, match="re-plan with: seeknal plan experiment"):
+        environments.apply(project, "experiment")
+
+
+def test_list_says_when_production_changed_after_a_promote(project: Project) -> None:
+    add_ip_feature(project)
+    applied(project, "experiment")
+    environments.promote(project, "experiment")
+    assert project.run().count("cached") == 15
+    row = environments.list_environments(project).row("experiment")
+    assert (row.status_text(), row.target_changed) == ("promoted to production", False)
+
+    project.run(full=True, nodes=["txn_features"])
+
+    listing = environments.list_environments(project)
+    row = listing.row("experiment")
+    assert row.target_changed
+    assert row.status_text() == ("promoted to production; production has changed since")
+    assert "promoted to production; production has changed since" in str(listing)
+
+
+# ---------------------------------------------------------------- interrupted applies
+
+
+def cancel_after_first_build() -> tuple[threading.Event, Reporter]:
+    """A cancel event and a reporter that sets it once a node has been built."""
+    cancel = threading.Event()
+
+    class Canceller:
+        def handle(self, event: Event) -> None:
+            if isinstance(event, NodeFinished) and event.status == "success":
+                cancel.set()
+
+        def tick(self) -> None:
+            return None
+
+    return cancel, Canceller()
+
+
+def test_an_interrupted_full_apply_keeps_every_earlier_output(
+    project: Project,
+) -> None:
+    add_ip_feature(project)
+    applied(project, "dev")
+    environments.promote(project, "dev", "staging")
+    before = {
+        n: e.snapshot for n, e in project.store.load_state("staging").entries.items()
+    }
+    assert sorted(before) == [TRAINING, TXN]
+    cancel, canceller = cancel_after_first_build()
+
+    with pytest.raises(RunFailed) as raised:
+        environments.apply(
+            project, "staging", full=True, reporter=canceller, cancel=cancel
+        )
+
+    result = raised.value.result
+    built = {n for n, s in result.statuses().items() if s == "success"}
+    assert len(built) == 1 and result.count("cancelled") >= 1
+    state = project.store.load_state("staging")
+    assert set(state.entries) == {*before, *built}
+    assert {n: state.entries[n].snapshot for n in before} == before
+    cache = project.target / "environments/staging/cache"
+    assert "ip_reputation_score" in columns(
+        cache / "feature_group/txn_features.parquet"
+    )
+    assert count(cache / "exposure/training_data.parquet") == 10_000
+    assert environments.list_environments(project).row("staging").status == "applied"
+
+    resumed = environments.apply(project, "staging", full=True)
+
+    assert isinstance(resumed, ApplyResult) and resumed.count("success") == 15
+    assert set(project.store.load_state("staging").entries) == set(
+        project.store.load_state(PRODUCTION).entries
+    )
+
+
+DYING_APPLY = """
+import os, sys
+from seeknal_jupyter import environments
+from seeknal_jupyter.project import Project
+from seeknal_jupyter.store import Store
+
+root, env, entries = sys.argv[1:4]
+save = Store.save_state
+
+def dying(store, generation, state):
+    if len(state.entries) >= int(entries):
+        print("dying", sorted(state.entries), flush=True)
+        os._exit(9)
+    save(store, generation, state)
+
+Store.save_state = dying
+environments.apply(Project(root), env, full=True)
+"""
+
+
+def test_a_build_killed_before_its_state_is_saved_is_not_visible(
+    project: Project,
+) -> None:
+    add_ip_feature(project)
+    applied(project, "dev")
+    environments.promote(project, "dev", "staging")
+    seeded = project.store.load_state("staging").entries
+
+    done = subprocess.run(
+        [sys.executable, "-c", DYING_APPLY, str(project.root), "staging", "3"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 9, done.stderr
+    generation = project.store.generation("staging")
+    assert generation is not None
+    linked = sorted(
+        p.relative_to(generation).as_posix() for p in generation.rglob("*.parquet")
+    )
+    assert linked == [
+        "exports/training_data.parquet",
+        "exposure/training_data.parquet",
+        "feature_group/txn_features.parquet",
+    ]
+    state = project.store.load_state("staging")
+    assert state.entries == seeded
+    unlinked = [
+        p
+        for p in (project.target / "snapshots/source").rglob("*.parquet")
+        if not any(p.samefile(q) for q in generation.rglob("*.parquet"))
+        and str(p.relative_to(project.target))
+        not in {
+            e.snapshot for e in project.store.load_state(PRODUCTION).entries.values()
+        }
+    ]
+    assert len(unlinked) == 1  # built, never recorded: collected by the next writer
+
+    resumed = environments.apply(project, "staging", full=True)
+
+    assert isinstance(resumed, ApplyResult) and resumed.count("success") == 15
+    assert not any(p.exists() for p in unlinked)
+
+
+# ---------------------------------------------------------------- partial applies
+
+
+def test_a_partial_apply_says_what_is_still_to_build(project: Project) -> None:
+    add_ip_feature(project)
+    environments.plan(project, "partial")
+
+    first = environments.apply(project, "partial", nodes=["training_data"])
+
+    assert isinstance(first, ApplyResult)
+    assert first.unbuilt == [TXN, TRAINING]
+    assert TXN not in first.from_production and len(first.from_production) == 13
+    assert TXN not in first.nodes
+    assert first.headline().startswith(
+        "Environment 'partial' partly applied: 1 executed, 13 cached (from "
+        "production) of 14 nodes in "
+    )
+    assert (
+        "; 2 planned nodes still to build (first feature_group.txn_features): "
+        "seeknal run --env partial; outputs in target/environments/partial/cache"
+    ) in first.headline()
+    assert environments.list_environments(project).row("partial").status == "planned"
+
+    second = environments.apply(project, "partial", nodes=["txn_features"])
+
+    assert isinstance(second, ApplyResult) and second.unbuilt == [TRAINING]
+    assert "1 planned node still to build (first exposure.training_data)" in (
+        second.headline()
+    )
+    assert environments.list_environments(project).row("partial").status == "planned"
+
+    last = environments.apply(project, "partial")
+
+    assert isinstance(last, ApplyResult) and last.unbuilt == []
+    assert {n for n, s in last.statuses().items() if s == "success"} == {TRAINING}
+    assert last.headline().startswith(
+        "Environment 'partial' applied: 1 executed, 1 cached here, 13 cached (from "
+        "production) of 15 nodes"
+    )
+    assert environments.list_environments(project).row("partial").status == "applied"
+
+
+# ---------------------------------------------------------------- damaged snapshots
+
+
+def test_a_truncated_snapshot_is_not_cached(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    entry = project.store.load_state(PRODUCTION).entries["transform.txn_enriched"]
+    snapshot = project.target / entry.snapshot
+    assert snapshot.stat().st_size == entry.size
+    with open(snapshot, "r+b") as handle:
+        handle.truncate(entry.size // 2)
+
+    plan = project.execution_plan()
+
+    assert plan.to_run == ["transform.txn_enriched"]
+    assert plan.reasons["transform.txn_enriched"] == (
+        f"its file target/{entry.snapshot} has {entry.size // 2:,} bytes, "
+        f"{entry.size:,} were written"
+    )
+    result = project.run()
+    assert {n for n, s in result.statuses().items() if s != "cached"} == {
+        "transform.txn_enriched"
+    }
+    assert "transform.txn_enriched: its file target/" in caplog.text
+    assert "it will be built again" in caplog.text
+    assert count(project.output_path("txn_enriched")) == 10_000
+    assert project.run().count("cached") == 15

@@ -419,9 +419,12 @@ def test_file_exposure_is_written_to_its_path(tmp_path: Path, fmt: str) -> None:
         assert rows.fetchall() == [(1, "one"), (2, "two"), (3, "three")]
     assert output(project, "export") == [(1, "one"), (2, "two"), (3, "three")]
     assert not list(written.parent.glob(".*"))
+    assert written.is_symlink()
+    kept = project.target / "cache/exports/exports/deep" / f"numbers.{fmt}"
+    assert os.path.samefile(written, kept)
     written.unlink()
-    assert ran(project.run()) == {"exposure.export"}
-    assert written.exists()
+    assert ran(project.run()) == set()  # the link is made again, nothing re-runs
+    assert os.path.samefile(written, kept)
 
 
 def test_bare_names_and_ambiguous_names(tmp_path: Path) -> None:
