@@ -53,7 +53,6 @@ from seeknal_jupyter.loader import NAME_PATTERN, NAME_RULE, Node
 from seeknal_jupyter.project import (
     ExecutionPlan,
     Project,
-    entry_files,
     node_record,
     worker_count,
 )
@@ -1417,7 +1416,7 @@ def delete(project: Project, env: str) -> DeleteResult:
         shutil.rmtree(store.env_folder(env))
         freed = store.collect().files
     own = [e for e in held if e.snapshot in freed]
-    own_files = {f for e in own for f in entry_files(e)}
+    own_files = {f for e in own for f in e.files()}
     others = [f for f in freed if f not in own_files]
     return DeleteResult(
         env=env,

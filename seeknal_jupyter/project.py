@@ -467,7 +467,7 @@ class Project:
             generation = self.store.ensure_generation(env)
             state = self.store.load_state(env)
             self.store.sync(generation, state)
-            replaced = [f for e in state.entries.values() for f in entry_files(e)]
+            replaced = [f for e in state.entries.values() for f in e.files()]
             to_run, cached = self._split(dag, selected, fps, state, full)
             fps = self._as_read(dag, fps, to_run, state)
             result = self._execute(
@@ -921,14 +921,6 @@ def _export_file(node: Node, snapshot: Path) -> Path | None:
     if node.export is None:
         return None
     return exposures.export_file(snapshot, node.export[1])
-
-
-def entry_files(entry: Entry) -> list[str]:
-    """The files under ``target/`` an entry refers to: its snapshot, its export."""
-    files = [entry.snapshot]
-    if entry.export is not None:
-        files.append(entry.export.file)
-    return files
 
 
 def _states(store: Store, env: str) -> list[State]:

@@ -123,6 +123,12 @@ class Entry:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def files(self) -> list[str]:
+        """The files under ``target/`` it refers to: its snapshot, its export."""
+        if self.export is None:
+            return [self.snapshot]
+        return [self.snapshot, self.export.file]
+
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Entry:
         """An entry as :meth:`to_json` wrote it; fields it does not know are left
@@ -414,29 +420,14 @@ class Collected:
     generations: int = 0
     files: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def snapshots(self) -> int:
-        """How many outputs were deleted (exposure files are part of theirs)."""
-        return sum(1 for f in self.files if ".export." not in f)
-
-    @property
-    def freed_bytes(self) -> int:
-        return sum(self.files.values())
-
 
 def _state_files(generation: Path) -> list[str]:
     """The snapshot and exposure files a generation's state refers to."""
     try:
-        body = json.loads((generation / STATE_FILE).read_text())
-    except (OSError, ValueError):
+        state = State.from_json((generation / STATE_FILE).read_text())
+    except (OSError, ValueError, KeyError, TypeError):
         return []
-    found = []
-    for entry in body.get("nodes", {}).values():
-        found.append(entry["snapshot"])
-        export = entry.get("export")
-        if isinstance(export, dict) and "file" in export:
-            found.append(export["file"])
-    return found
+    return [f for entry in state.entries.values() for f in entry.files()]
 
 
 def remove_path(path: Path) -> None:

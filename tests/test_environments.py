@@ -31,7 +31,7 @@ from seeknal_jupyter.environments import (
 from seeknal_jupyter.errors import ProjectError, RunFailed, UsageError
 from seeknal_jupyter.events import Event, NodeFinished, Reporter
 from seeknal_jupyter.examples import init_example
-from seeknal_jupyter.project import ExecutionPlan, Project, entry_files
+from seeknal_jupyter.project import ExecutionPlan, Project
 from seeknal_jupyter.store import PRODUCTION, Store
 
 FEATURES_FILE = "seeknal/feature_groups/13_feature_group_txn_features.yml"
@@ -831,9 +831,7 @@ def test_delete_removes_the_environment_and_outputs_no_one_uses(
     )
     assert snapshot.exists()
     held = project.store.load_state("experiment").entries.values()
-    sizes = sum(
-        (project.target / f).stat().st_size for e in held for f in entry_files(e)
-    )
+    sizes = sum((project.target / f).stat().st_size for e in held for f in e.files())
     result = environments.delete(project, "experiment")
     assert (result.own, result.shared, result.others) == (2, 0, 0)
     assert result.own_bytes == sizes
