@@ -43,7 +43,7 @@ def picture(
     from seeknal_jupyter.environments import environment_name, load_plan
 
     if plan_env is not None:
-        saved = load_plan(project, environment_name(plan_env))
+        saved = load_plan(project, environment_name(plan_env, project.store))
         return plan_picture(saved, max_nodes=max_nodes, engine=engine)
     dag = project.dag()
     if result is not None:
