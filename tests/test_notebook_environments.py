@@ -100,8 +100,8 @@ def test_feature_experimentation_notebook(tmp_path: Path, seeknal_kernel: str) -
         in (applied)
     )
     assert (
-        "['exposure/training_data.parquet', 'feature_group/txn_features.parquet']"
-        in (applied)
+        "['exports/training_data.parquet', 'exposure/training_data.parquet', "
+        "'feature_group/txn_features.parquet']" in applied
     )
 
     (diff_page,) = data(
