@@ -1517,7 +1517,7 @@ class NodeDiff:
 
     def _sample_heading(self) -> str:
         if self.matched is None:
-            return "sample of rows found on one side only"
+            return "sample of differing rows"
         return (
             "sample of matched rows that differ (each differing column in "
             f"production, then in {self.env})"

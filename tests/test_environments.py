@@ -1005,7 +1005,7 @@ def test_diff_without_keys_samples_the_rows_found_on_one_side(
     assert found.rows_only_in_env == found.rows_only_in_production == frauds
     assert list(found.sample["side"]) == ["retyped", "retyped"] + ["production"] * 2
     assert list(found.sample["is_fraud"]) == [2, 2, 1, 1]
-    assert "sample of rows found on one side only:" in str(found)
+    assert "sample of differing rows:\n" in str(found)
 
 
 def test_both_parsers_have_diff_and_promote() -> None:
