@@ -11,8 +11,8 @@ Layout under ``target/``:
   snapshot each node has, with its size, rows, columns and the definition that made
   it), ``<kind>/<name>.parquet`` hard links to those snapshots and
   ``exports/<place>`` hard links to the exposure files (see
-  :mod:`seeknal_jupyter.exposures`). A link is made only once ``state.json``
-  records its entry;
+  :mod:`seeknal_jupyter.exposures`). The current generation gets a link only once
+  its ``state.json`` records the entry (a new one is linked before it is current);
 - ``cache`` (production) and ``environments/<env>/cache``: symbolic links to the
   environment's current generation, swapped with one atomic rename.
 """
