@@ -1,21 +1,24 @@
 """Nodes defined in notebook cells: made from SQL or YAML, bound, removed and saved.
 
-A cell node lives in ``Project.cells`` (its document and a ``<cell kind.name>``
-label, by node id) beside the YAML files, and stands in for a file node of the same
-id. ``Project.add_node``, ``Project.remove_node`` and ``Project.save_node`` call this
-module; the ``%%seeknal_node`` magic calls those.
+A cell node lives in ``Project.cells`` (its node document, by node id) beside the
+YAML files, and stands in for a file node of the same id; the loader knows it by
+its label, ``<cell kind.name>``. ``Project.add_node``, ``Project.remove_node`` and
+``Project.save_node`` call this module; the ``%%seeknal_node`` magic calls those.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from seeknal_jupyter.dag import Dag, build_dag
 from seeknal_jupyter.errors import Problem, ProjectError, UsageError
 from seeknal_jupyter.fingerprint import definition
 from seeknal_jupyter.loader import FIELDS, NOTED_FIELDS, Node, read_documents
@@ -31,6 +34,11 @@ NODE_FIELDS = frozenset(f for fields in FIELDS.values() for f in fields) | set(
 YAML_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:")
 
 
+def cell_label(node_id: str) -> str:
+    """The label a cell node's problems are reported under: ``<cell kind.name>``."""
+    return f"<cell {node_id}>"
+
+
 @dataclass
 class NodeChange:
     """What adding a cell node did, and how the node compares with production.
@@ -42,6 +50,8 @@ class NodeChange:
         node: the node as the project now loads it.
         layer: its 0-based layer.
         classification: one line saying how it classifies against production.
+        unbound: the nodes downstream of it whose SQL no longer binds against
+            its columns, one problem each (file, line and DuckDB's message).
         saved: the YAML file it was then saved to, relative to the project.
     """
 
@@ -50,6 +60,7 @@ class NodeChange:
     node: Node
     layer: int
     classification: str
+    unbound: list[Problem] = field(default_factory=list)
     saved: Path | None = None
 
     def __str__(self) -> str:
@@ -64,17 +75,43 @@ class NodeChange:
         text = f"{verb}: layer {self.layer + 1}, {inputs}."
         if self.saved is not None:
             text += f" Saved to {self.saved}."
-        return f"{text}\n{self.classification}"
+        lines = [text, self.classification]
+        lines += [
+            f"warning: {p.node} ({p.file}:{p.line}) no longer binds: {p.message}"
+            for p in self.unbound
+        ]
+        if len(self.unbound) == 1:
+            lines.append(
+                f"Every plan and run fails until it binds again: change "
+                f"{self.node_id} or {self.unbound[0].node}."
+            )
+        elif self.unbound:
+            lines.append(
+                f"Every plan and run fails until they bind again: change "
+                f"{self.node_id} or those nodes."
+            )
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
 class NodeRemoval:
-    """What removing a cell node did: the file defining the node, if any, is back."""
+    """What removing a node did.
+
+    Attributes:
+        node_id: the node's id, ``kind.name``.
+        file_node: the file and line defining the node again, now that the cell
+            standing in for it is gone, or None.
+        deleted: the node file deleted with it (the one saving the cell wrote),
+            relative to the project, or None.
+    """
 
     node_id: str
-    file_node: str | None
+    file_node: str | None = None
+    deleted: Path | None = None
 
     def __str__(self) -> str:
+        if self.deleted is not None:
+            return f"Removed {self.node_id} and deleted its file {self.deleted}."
         if self.file_node is None:
             return f"Removed {self.node_id}, defined in a cell."
         return f"Removed the cell's {self.node_id}; {self.file_node} defines it again."
@@ -98,6 +135,7 @@ def add_node(
     sql: str | None = None,
     yaml_body: str | None = None,
     inputs: Iterable[str] = (),
+    save: bool = False,
 ) -> NodeChange:
     """Add or replace a cell node of ``project``; see :meth:`Project.add_node`."""
     if (sql is None) == (yaml_body is None):
@@ -108,76 +146,47 @@ def add_node(
     else:
         document = sql_document(kind, name, sql or "", refs)
     node_id = f"{kind}.{name}"
-    label = f"<cell {node_id}>"
-    before = _where_defined(project, node_id)
     kept = project.cells.get(node_id)
-    project.cells[node_id] = (document, label)
+    project.cells[node_id] = document
     try:
-        dag = project.dag()
-        project.check_node(node_id)
+        loaded = project.load()
+        dag = build_dag(loaded.nodes)
+        unbound = _bind_with_readers(project, dag, node_id)
     except ProjectError as error:
         _restore(project, node_id, kept)
-        stays = "; the earlier cell's version stays" if kept else ""
+        stays = "; the earlier cell's version stays" if kept is not None else ""
         raise UsageError(
-            f"{node_id} not added: {_one_line(error.problems, label)}{stays}"
+            f"{node_id} not added: "
+            f"{_one_line(error.problems, cell_label(node_id))}{stays}"
         ) from None
     from seeknal_jupyter.environments import classify_node
 
-    return NodeChange(
+    change = NodeChange(
         node_id,
-        before,
+        "an earlier cell" if kept is not None else loaded.set_aside.get(node_id),
         dag.nodes[node_id],
         dag.layer[node_id],
-        classify_node(project, node_id),
+        classify_node(project, node_id, dag, [p.node for p in unbound if p.node]),
+        unbound,
     )
+    if save:
+        change.saved = _save(project, node_id, dag.nodes[node_id])
+    return change
 
 
 def remove_node(project: Project, node: str) -> NodeRemoval:
-    """Take a cell node out of ``project``; see :meth:`Project.remove_node`."""
-    node_id = _cell_id(project, node)
-    file_node = _file_definition(project, node_id)
-    if file_node is None:
-        readers = _readers(project, node_id)
-        if readers:
-            raise UsageError(
-                f"{node_id} not removed: {', '.join(readers)} read(s) it; remove "
-                "or change those first"
-            )
-    del project.cells[node_id]
-    return NodeRemoval(node_id, file_node)
+    """Take a node out of ``project``; see :meth:`Project.remove_node`."""
+    cell_id = _cell_id(project, node)
+    if cell_id is not None:
+        return _remove_cell(project, cell_id)
+    return _remove_saved_file(project, node)
 
 
 def save_node(project: Project, node_id: str) -> Path:
     """Write a cell node to YAML; see :meth:`Project.save_node`."""
     if node_id not in project.cells:
         raise UsageError(f"{node_id} is not a cell node; only cell nodes are saved")
-    document, label = project.cells[node_id]
-    cell_node = project.dag().nodes[node_id]
-    relative = _save_path(project, node_id)
-    path = project.root / relative
-    previous = path.read_text(encoding="utf-8") if path.exists() else None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(path, dump_document(document))
-    del project.cells[node_id]
-    try:
-        saved = project.dag().nodes.get(node_id)
-    except ProjectError as error:
-        saved, problems = None, error.problems
-    else:
-        problems = []
-    if saved is None or definition(saved) != definition(cell_node):
-        project.cells[node_id] = (document, label)
-        if previous is None:
-            path.unlink()
-        else:
-            write_text_atomically(path, previous)
-        detail = (
-            _one_line(problems, relative.as_posix())
-            if problems
-            else "it loads back as a different node"
-        )
-        raise UsageError(f"{node_id} not saved to {relative}: {detail}")
-    return relative
+    return _save(project, node_id, project.dag().nodes[node_id])
 
 
 def yaml_document(kind: str, name: str, body: str, inputs: list[str]) -> Mapping:
@@ -187,7 +196,7 @@ def yaml_document(kind: str, name: str, body: str, inputs: list[str]) -> Mapping
         UsageError: the YAML is invalid, is not one mapping, names another kind
             or name, or gives inputs both in the body and on the magic line.
     """
-    label = f"<cell {kind}.{name}>"
+    label = cell_label(f"{kind}.{name}")
     parsed = read_yaml(body, label)
     if parsed.problems:
         raise UsageError(str(parsed.problems[0]))
@@ -219,7 +228,7 @@ def sql_document(kind: str, name: str, sql: str, inputs: list[str]) -> Mapping:
     Raises:
         UsageError: the node is a source (described in YAML) or the SQL is empty.
     """
-    label = f"<cell {kind}.{name}>"
+    label = cell_label(f"{kind}.{name}")
     if kind == "source":
         raise UsageError(
             f"{label}: a source is described in YAML (source:, table:, schema:), "
@@ -261,19 +270,154 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _cell_id(project: Project, node: str) -> str:
+def _bind_with_readers(project: Project, dag: Dag, node_id: str) -> list[Problem]:
+    """Bind the node and every node downstream of it; the downstream problems.
+
+    Raises:
+        ProjectError: the node itself (or an input it needs) does not bind.
+    """
+    downstream = dag.downstream_of([node_id])
+    try:
+        project.check_nodes([node_id, *downstream], dag)
+    except ProjectError as error:
+        own = [p for p in error.problems if p.node not in downstream]
+        if own:
+            raise ProjectError(own) from None
+        return error.problems
+    return []
+
+
+def _save(project: Project, node_id: str, cell_node: Node) -> Path:
+    """Write the cell node to its file; keep the file once it loads back the same."""
+    document = project.cells[node_id]
+    relative = _save_path(project, node_id)
+    path = project.root / relative
+    previous = path.read_text(encoding="utf-8") if path.exists() else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(path, dump_document(document))
+    del project.cells[node_id]
+    try:
+        with _loader_warnings_shown_already():
+            saved = project.dag().nodes.get(node_id)
+    except ProjectError as error:
+        saved, problems = None, error.problems
+    else:
+        problems = []
+    if saved is None or definition(saved) != definition(cell_node):
+        project.cells[node_id] = document
+        if previous is None:
+            path.unlink()
+        else:
+            write_text_atomically(path, previous)
+        detail = (
+            _one_line(problems, relative.as_posix())
+            if problems
+            else "it loads back as a different node"
+        )
+        raise UsageError(f"{node_id} not saved to {relative}: {detail}")
+    return relative
+
+
+@contextlib.contextmanager
+def _loader_warnings_shown_already() -> Iterator[None]:
+    """Loading the saved node back repeats the warnings its cell already gave."""
+    loader_log = logging.getLogger("seeknal_jupyter.loader")
+    loader_log.addFilter(_below_warning)
+    try:
+        yield
+    finally:
+        loader_log.removeFilter(_below_warning)
+
+
+def _below_warning(record: logging.LogRecord) -> bool:
+    return record.levelno < logging.WARNING
+
+
+def _default_save_path(node_id: str) -> Path:
+    kind, name = node_id.split(".", 1)
+    return Path("seeknal") / f"{kind}s" / f"{name}.yml"
+
+
+def _save_path(project: Project, node_id: str) -> Path:
+    files: dict[str, int] = {}
+    holder = None
+    for doc, file in read_documents(project.root, [], []):
+        files[file] = files.get(file, 0) + 1
+        if f"{doc.get('kind')}.{doc.get('name')}" == node_id:
+            holder = file
+    if holder is None:
+        return _default_save_path(node_id)
+    if files[holder] > 1:
+        raise UsageError(
+            f"{node_id} is defined in {holder} with other nodes; edit that file "
+            "instead of saving the cell"
+        )
+    return Path(holder)
+
+
+def _cell_id(project: Project, node: str) -> str | None:
     """The id of the cell node ``node`` names (``kind.name`` or a bare name)."""
     matches = [
         node_id
         for node_id in project.cells
         if node in (node_id, node_id.split(".", 1)[1])
     ]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
+    if len(matches) > 1:
         raise UsageError(f"{node!r} is ambiguous: {', '.join(sorted(matches))}")
-    listed = ", ".join(sorted(project.cells)) or "none"
-    raise UsageError(f"{node} is not a cell node (cell nodes: {listed})")
+    return matches[0] if matches else None
+
+
+def _remove_cell(project: Project, node_id: str) -> NodeRemoval:
+    """Drop a cell node; refused while only the cell defines it and others read it."""
+    try:
+        loaded = project.load()
+    except ProjectError:
+        file_node, readers = _file_definition(project, node_id), []
+    else:
+        file_node = loaded.set_aside.get(node_id)
+        readers = sorted(build_dag(loaded.nodes).downstream[node_id])
+    if file_node is None:
+        _refuse_if_read(node_id, readers)
+    del project.cells[node_id]
+    return NodeRemoval(node_id, file_node=file_node)
+
+
+def _remove_saved_file(project: Project, node: str) -> NodeRemoval:
+    """Delete the file that saving a cell node wrote, if that is what defines it."""
+    found = []
+    in_file: dict[str, int] = {}
+    for doc, file in read_documents(project.root, [], []):
+        in_file[file] = in_file.get(file, 0) + 1
+        doc_id = f"{doc.get('kind')}.{doc.get('name')}"
+        if node in (doc_id, doc.get("name")):
+            found.append((doc_id, doc, file))
+    if not found:
+        listed = ", ".join(sorted(project.cells)) or "none"
+        raise UsageError(
+            f"{node} is not a node of {project.name} (cell nodes: {listed})"
+        )
+    if len(found) > 1:
+        ids = ", ".join(sorted(doc_id for doc_id, _, _ in found))
+        raise UsageError(f"{node!r} is ambiguous: {ids}")
+    ((node_id, doc, file),) = found
+    saved = _default_save_path(node_id)
+    if Path(file) != saved or in_file[file] > 1:
+        raise UsageError(
+            f"{node_id} is defined in {file}:{doc.line}, not by a cell or its --save; "
+            "to remove it, delete it from that file"
+        )
+    _refuse_if_read(node_id, _readers(project, node_id))
+    (project.root / saved).unlink()
+    return NodeRemoval(node_id, deleted=saved)
+
+
+def _refuse_if_read(node_id: str, readers: list[str]) -> None:
+    if readers:
+        raise UsageError(
+            f"{node_id} not removed: {', '.join(readers)} "
+            f"{'reads' if len(readers) == 1 else 'read'} it; remove or change "
+            f"{'that node' if len(readers) == 1 else 'those nodes'} first"
+        )
 
 
 def _readers(project: Project, node_id: str) -> list[str]:
@@ -285,25 +429,6 @@ def _readers(project: Project, node_id: str) -> list[str]:
     return sorted(dag.downstream.get(node_id, ()))
 
 
-def _save_path(project: Project, node_id: str) -> Path:
-    kind, name = node_id.split(".", 1)
-    default = Path("seeknal") / f"{kind}s" / f"{name}.yml"
-    files: dict[str, int] = {}
-    holder = None
-    for doc, file in read_documents(project.root, [], []):
-        files[file] = files.get(file, 0) + 1
-        if f"{doc.get('kind')}.{doc.get('name')}" == node_id:
-            holder = file
-    if holder is None:
-        return default
-    if files[holder] > 1:
-        raise UsageError(
-            f"{node_id} is defined in {holder} with other nodes; edit that file "
-            "instead of saving the cell"
-        )
-    return Path(holder)
-
-
 def _file_definition(project: Project, node_id: str) -> str | None:
     """The file and line defining ``node_id``, if a YAML file does."""
     for doc, file in read_documents(project.root, [], []):
@@ -312,13 +437,7 @@ def _file_definition(project: Project, node_id: str) -> str | None:
     return None
 
 
-def _where_defined(project: Project, node_id: str) -> str | None:
-    if node_id in project.cells:
-        return "an earlier cell"
-    return _file_definition(project, node_id)
-
-
-def _restore(project: Project, node_id: str, kept: tuple[Mapping, str] | None) -> None:
+def _restore(project: Project, node_id: str, kept: Mapping | None) -> None:
     if kept is None:
         project.cells.pop(node_id, None)
     else:

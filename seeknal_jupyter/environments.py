@@ -531,9 +531,19 @@ def settle_plans(store: Store) -> None:
         pending.unlink()
 
 
-def classify_node(project: Project, node_id: str) -> str:
-    """One line saying how a node's current definition compares with production's."""
-    dag = project.dag()
+def classify_node(
+    project: Project,
+    node_id: str,
+    dag: Dag | None = None,
+    unbound: Iterable[str] = (),
+) -> str:
+    """One line saying how a node's current definition compares with production's.
+
+    ``dag`` is the project's DAG when the caller has just loaded it. Downstream
+    nodes in ``unbound`` (whose SQL no longer binds) and the nodes after them
+    would not run, so they are not counted among the DEPENDENT ones.
+    """
+    dag = dag or project.dag()
     node_id = dag.resolve(node_id)
     entry = project.store.load_state(PRODUCTION).entries.get(node_id)
     if entry is None or "spec" not in entry.node:
@@ -546,6 +556,8 @@ def classify_node(project: Project, node_id: str) -> str:
         return f"{node_id} against production: UNCHANGED (same definition)"
     line = f"{node_id} against production: {change.change_class} ({'; '.join(change.reasons)})"
     downstream = dag.downstream_of([node_id]) if change.runs else set()
+    stopped = set(unbound)
+    downstream -= stopped | dag.downstream_of(stopped)
     if downstream:
         line += f"; {plural(len(downstream), 'downstream node')} would run as DEPENDENT"
     return line

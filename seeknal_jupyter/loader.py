@@ -139,10 +139,15 @@ class _Draft:
 
 @dataclass
 class LoadResult:
-    """Nodes in load order plus the non-fatal notes collected on the way."""
+    """Nodes in load order plus the non-fatal notes collected on the way.
+
+    ``set_aside`` gives, by node id, the file and line of each file node that a
+    cell node stands in for.
+    """
 
     nodes: dict[str, Node]
     warnings: list[Problem]
+    set_aside: dict[str, str] = field(default_factory=dict)
 
 
 class _Checker:
@@ -708,11 +713,14 @@ def load_nodes(root: Path, cells: Iterable[tuple[Mapping, str]] = ()) -> LoadRes
     unreadable: list[str] = []
     cell_docs = list(cells)
     cell_ids = {f"{d.get('kind')}.{d.get('name')}" for d, _ in cell_docs}
-    file_docs = [
-        (doc, file)
-        for doc, file in read_documents(root, problems, warnings, unreadable)
-        if f"{doc.get('kind')}.{doc.get('name')}" not in cell_ids
-    ]
+    file_docs = []
+    set_aside = {}
+    for doc, file in read_documents(root, problems, warnings, unreadable):
+        node_id = f"{doc.get('kind')}.{doc.get('name')}"
+        if node_id in cell_ids:
+            set_aside[node_id] = f"{file}:{doc.line}"
+        else:
+            file_docs.append((doc, file))
     nodes = build_nodes(
         [*file_docs, *cell_docs], problems, warnings, complete=not unreadable
     )
@@ -729,4 +737,4 @@ def load_nodes(root: Path, cells: Iterable[tuple[Mapping, str]] = ()) -> LoadRes
         root / "seeknal",
         f" and {plural(len(cell_docs), 'notebook cell')}" if cell_docs else "",
     )
-    return LoadResult(nodes, warnings)
+    return LoadResult(nodes, warnings, set_aside)

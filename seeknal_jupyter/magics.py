@@ -125,7 +125,8 @@ class SeeknalMagics(Magics):
     @argument(
         "--remove",
         action="store_true",
-        help="take the cell's node out of the project again (the body is ignored)",
+        help="take the node out of the project again: the cell's node, or the "
+        "file --save wrote (the other options and the body are ignored)",
     )
     @cell_magic
     def seeknal_node(self, line: str, cell: str) -> None:
@@ -133,25 +134,23 @@ class SeeknalMagics(Magics):
 
         The body is the node's SQL, or its YAML (the fields of a node file).
         Running the cell again replaces the node; a node that does not load or
-        whose SQL does not bind is not kept. ``--remove`` takes it out again.
+        whose SQL does not bind is not kept, and downstream nodes that no longer
+        bind are named at once. ``--remove`` added to the first line takes the
+        node out again (IPython needs a body, so leave it as it is).
         """
         args = parse_argstring(self.seeknal_node, line)
         inputs = [part.strip() for part in args.inputs.split(",") if part.strip()]
         with _user_errors():
             project = self.current_project()
-            node_id = f"{args.kind}.{args.name}"
             if args.remove:
-                if args.save or inputs:
-                    raise SeeknalUsageError(
-                        "%%seeknal_node --remove takes no --save or --inputs"
-                    )
-                print(project.remove_node(node_id))
+                print(project.remove_node(f"{args.kind}.{args.name}"))
                 return
             body = {"yaml": cell} if is_yaml_body(cell) else {"sql": cell}
-            change = project.add_node(args.kind, args.name, inputs=inputs, **body)
-            if args.save:
-                change.saved = project.save_node(node_id)
-            print(change)
+            print(
+                project.add_node(
+                    args.kind, args.name, inputs=inputs, save=args.save, **body
+                )
+            )
 
     def current_project(self) -> Project:
         """The notebook's project, loading the working folder the first time."""

@@ -20,6 +20,7 @@ import duckdb
 
 from seeknal_jupyter import exposures
 from seeknal_jupyter.binding import check_schemas, first_line
+from seeknal_jupyter.cells import cell_label
 from seeknal_jupyter.changes import ChangeClass, Definition, definition_reasons
 from seeknal_jupyter.dag import Dag, build_dag
 from seeknal_jupyter.errors import Problem, ProjectError, RunFailed, UsageError
@@ -259,7 +260,7 @@ class Project:
             raise UsageError(f"project folder {self.root} does not exist")
         self.target = self.root / "target"
         self.store = Store(self.target)
-        self.cells: dict[str, tuple[Mapping, str]] = {}
+        self.cells: dict[str, Mapping] = {}
 
     @property
     def name(self) -> str:
@@ -280,7 +281,9 @@ class Project:
                     )
                 ]
             )
-        return load_nodes(self.root, self.cells.values())
+        return load_nodes(
+            self.root, [(doc, cell_label(n)) for n, doc in self.cells.items()]
+        )
 
     def dag(self) -> Dag:
         return build_dag(self.load().nodes)
@@ -776,11 +779,16 @@ class Project:
         sql: str | None = None,
         yaml: str | None = None,
         inputs: Iterable[str] = (),
+        save: bool = False,
     ) -> NodeChange:
         """Add a node to the project, or replace the one with the same id, in memory.
 
         The node lives in :attr:`cells` beside the YAML files (a file node of the
-        same id is set aside) until :meth:`remove_node` or :meth:`save_node`.
+        same id is set aside) until :meth:`remove_node` or :meth:`save_node`. Its
+        SQL is bound against its inputs' columns, and the SQL of every node
+        downstream of it against its new columns: a downstream node that no
+        longer binds does not stop the change (as editing a file would not), and
+        is listed in the result's ``unbound``.
 
         Args:
             kind: source, transform, feature_group or exposure.
@@ -788,10 +796,11 @@ class Project:
             sql: the node's SQL (not for sources).
             yaml: or the node's YAML fields, as in a node file.
             inputs: upstream nodes of a SQL node (``kind.name`` or a bare name).
+            save: then write it to YAML, as :meth:`save_node` does.
 
         Returns:
             What was added or replaced, with how the node classifies against
-            production.
+            production and the downstream nodes that no longer bind.
 
         Raises:
             UsageError: the node is malformed, the project does not load with it,
@@ -800,14 +809,19 @@ class Project:
         """
         from seeknal_jupyter import cells
 
-        return cells.add_node(self, kind, name, sql, yaml, inputs)
+        return cells.add_node(self, kind, name, sql, yaml, inputs, save)
 
     def remove_node(self, node: str) -> NodeRemoval:
-        """Take a node added with :meth:`add_node` out of the project.
+        """Take a node out of the project: a cell node, or the file saving one wrote.
+
+        A cell node standing in for a file node gives the file its node back. A
+        node defined by ``seeknal/<kind>s/<name>.yml`` alone (as :meth:`save_node`
+        writes it) is removed by deleting that file.
 
         Raises:
-            UsageError: ``node`` is not a cell node, or other nodes read it and
-                no file defines it.
+            UsageError: ``node`` is unknown or ambiguous, another YAML file defines
+                it (the message names the file and line to edit), or other nodes
+                read it and nothing else would define it.
         """
         from seeknal_jupyter import cells
 
@@ -831,16 +845,20 @@ class Project:
 
         return cells.save_node(self, node_id)
 
-    def check_node(self, node_id: str) -> None:
-        """Bind one node's SQL against its inputs' columns, as ``plan`` does.
+    def check_nodes(self, node_ids: Iterable[str], dag: Dag) -> None:
+        """Bind some nodes' SQL against their inputs' columns, as ``plan`` does.
 
         Inputs with an up-to-date production output are read from it; the others
         are bound too, or taken from an earlier plan's schema check.
 
+        Args:
+            node_ids: the nodes to bind.
+            dag: the project's DAG, as :meth:`dag` loaded it.
+
         Raises:
-            ProjectError: the node (or an input it needs) does not bind.
+            ProjectError: every node (or input they need) that does not bind.
         """
-        dag = self.dag()
+        wanted = set(node_ids)
         fps = fingerprints(dag, self.root)
         state = self.store.load_state(PRODUCTION)
         built = {
@@ -850,8 +868,8 @@ class Project:
             and entry.fingerprint == fps[n]
             and self.store.file_problem(entry) is None
         }
-        needed = dag.upstream_of([node_id]) - set(built)
-        to_check = [n for n in dag.order if n in needed or n == node_id]
+        needed = (dag.upstream_of(wanted) - set(built)) | wanted
+        to_check = [n for n in dag.order if n in needed]
         check_schemas(
             dag, to_check, built.__getitem__, self.root, fps, self._known_schemas()
         )

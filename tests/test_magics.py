@@ -650,7 +650,7 @@ def test_an_invalid_cell_is_reported_in_one_line_and_not_kept(
         "transform.spenders: unknown input 'transactons' (did you mean "
         "'source.transactions'?); the earlier cell's version stays"
     )
-    kept = current(ip).cells["transform.spenders"][0]
+    kept = current(ip).cells["transform.spenders"]
     assert kept["transform"].startswith("SELECT customer_id")
 
     err = failing_cell(ip, "%%seeknal_node transform fresh\nkind: source\n", capsys)
@@ -793,9 +793,7 @@ def test_sql_that_does_not_bind_is_not_added(
     assert "(columns of its inputs: source.transactions: transaction_id," in err
     assert err.rstrip().endswith("; the earlier cell's version stays")
     assert len(err.strip().splitlines()) == 1
-    assert current(ip).cells["transform.spenders"][0]["transform"] == (
-        SPENDERS_SQL + "\n"
-    )
+    assert current(ip).cells["transform.spenders"]["transform"] == (SPENDERS_SQL + "\n")
 
     err = failing_cell(
         ip,
@@ -853,8 +851,8 @@ def test_a_cell_node_is_removed_with_remove(
         ip, "%%seeknal_node transform spenders --remove\n" + SPENDERS_SQL, capsys
     )
     assert err.strip() == (
-        "UsageError: transform.spenders not removed: transform.top read(s) it; "
-        "remove or change those first"
+        "UsageError: transform.spenders not removed: transform.top reads it; "
+        "remove or change that node first"
     )
     assert node_cell(ip, "transform top --remove", "SELECT 1") == (
         "Removed transform.top, defined in a cell."
@@ -872,8 +870,68 @@ def test_a_cell_node_is_removed_with_remove(
         ip, "%%seeknal_node transform txn_enriched --remove\nSELECT 1", capsys
     )
     assert err.strip() == (
-        "UsageError: transform.txn_enriched is not a cell node (cell nodes: none)"
+        "UsageError: transform.txn_enriched is defined in "
+        "seeknal/transforms/09_transform_txn_enriched.yml:1, not by a cell or its "
+        "--save; to remove it, delete it from that file"
     )
+
+
+def test_remove_on_the_line_of_a_saved_cell_deletes_its_file(
+    ip: Any, fraud: Path
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    line = "transform spenders --inputs transactions --save"
+    assert node_cell(ip, line, SPENDERS_SQL).endswith(
+        "Saved to seeknal/transforms/spenders.yml."
+    )
+    assert (fraud / "seeknal/transforms/spenders.yml").is_file()
+
+    said = node_cell(ip, f"{line} --remove", SPENDERS_SQL)
+
+    assert said == (
+        "Removed transform.spenders and deleted its file "
+        "seeknal/transforms/spenders.yml."
+    )
+    assert not (fraud / "seeknal/transforms/spenders.yml").exists()
+    assert len(current(ip).dag().nodes) == FRAUD_IDS
+    assert len(Project(fraud).dag().nodes) == FRAUD_IDS
+
+
+def test_a_cell_that_breaks_downstream_nodes_says_so_at_once(
+    ip: Any, fraud: Path
+) -> None:
+    seeknal(ip, f"project {fraud}")
+    with capture_output():
+        seeknal(ip, "run --parallel")
+    out = io.StringIO()
+    with redirect_stdout(out):
+        ip.run_cell_magic(
+            "seeknal_node",
+            "transform merchant_risk",
+            "inputs:\n  - ref: source.merchant_data\n"
+            "transform: SELECT merchant_id FROM source.merchant_data\n",
+        )
+
+    said = out.getvalue().splitlines()
+    assert said[0] == (
+        "Replaced transform.merchant_risk (was "
+        "seeknal/transforms/10_transform_merchant_risk.yml:1): layer 2, inputs "
+        "source.merchant_data."
+    )
+    assert said[1].startswith("transform.merchant_risk against production: BREAKING")
+    assert "would run as DEPENDENT" not in said[1]
+    assert said[2].startswith(
+        "warning: feature_group.txn_features "
+        "(seeknal/feature_groups/13_feature_group_txn_features.yml:24) no longer "
+        'binds: Binder Error: Table "m" does not have a column named '
+        '"merchant_risk_score"'
+    )
+    assert said[3] == (
+        "Every plan and run fails until it binds again: change "
+        "transform.merchant_risk or feature_group.txn_features."
+    )
+    assert len(said) == 4
+    assert "transform.merchant_risk" in current(ip).cells
 
 
 def test_the_python_api_adds_removes_and_saves_cell_nodes(fraud: Path) -> None:
