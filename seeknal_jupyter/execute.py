@@ -42,29 +42,35 @@ class NodeError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    """How every worker connection is configured; identical for all workers."""
+    """How every DuckDB connection of a run is configured: the same for every
+    worker, whatever the number of workers.
+
+    Each connection runs one thread. A query then gives the same rows in the
+    same order and the same float sums on every run (a multi-threaded DuckDB
+    orders GROUP BY and JOIN rows, and adds floats, in whatever order its threads
+    finish), so sequential and parallel runs write byte-identical Parquet
+    files. A run gets its parallelism from building independent nodes at once.
+    """
 
     threads: int = 1
     memory_limit: str | None = None
     time_zone: str = "UTC"
 
     @classmethod
-    def for_workers(cls, workers: int) -> Settings:
-        """Share the machine's cores and three quarters of its memory among workers.
+    def for_machine(cls) -> Settings:
+        """One thread and an equal share of three quarters of the machine's memory.
 
-        Each worker may use up to twice its share of cores: when the others are
-        idle, waiting on a long node that the rest depend on, that node still gets
-        the machine (benchmarks/results/report.md shows what this wins).
+        The share is that of the most workers a run has by default (one per
+        core, at most 8), so it does not depend on the run's worker count; with
+        more workers than that, their limits add up to more than three quarters.
         """
-        workers = max(1, workers)
-        cores = os.cpu_count() or 1
-        threads = min(cores, max(1, 2 * cores // workers))
+        workers = min(os.cpu_count() or 1, 8)
         try:
             memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):
-            return cls(threads=threads)
+            return cls()
         share_mb = max(256, int(memory * 0.75 / workers) // 2**20)
-        return cls(threads=threads, memory_limit=f"{share_mb}MB")
+        return cls(memory_limit=f"{share_mb}MB")
 
 
 @dataclass
@@ -105,9 +111,9 @@ def open_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
 
 @contextmanager
 def connection() -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection for reading outputs outside a run (configured like a worker's,
-    with the machine to itself), closed afterwards."""
-    conn = open_connection(Settings.for_workers(1))
+    """A connection for reading outputs outside a run, configured like a worker's,
+    closed afterwards."""
+    conn = open_connection(Settings.for_machine())
     try:
         yield conn
     finally:
@@ -402,6 +408,8 @@ class Outcome:
 
 OnSuccess = Callable[[Task, Built], None]
 
+CANCELLED_BEFORE_START = "run cancelled before it started"
+
 
 class Executor:
     """Runs tasks on worker threads as soon as their inputs are done.
@@ -576,7 +584,7 @@ class Executor:
             if node_id in tasks and node_id not in results:
                 status = "cancelled" if stopping == "cancel" else "skipped"
                 reason = (
-                    "run cancelled before it started"
+                    CANCELLED_BEFORE_START
                     if stopping == "cancel"
                     else "not started: --fail-fast after a failure"
                 )
@@ -615,20 +623,25 @@ class Executor:
         )
 
     def _skip_downstream(
-        self, results: dict[str, NodeResult], tasks: dict[str, Task], failed: str
+        self, results: dict[str, NodeResult], tasks: dict[str, Task], stopped: str
     ) -> None:
-        cause = {failed: results[failed].status}
+        """Finish the descendants of a node that failed or was cancelled.
+
+        A failure's descendants are SKIPPED. A node is cancelled only when the
+        run is, so its descendants are CANCELLED: not started because the run
+        was cancelled.
+        """
+        status = "cancelled" if results[stopped].status == "cancelled" else "skipped"
+        cause = {stopped: results[stopped].status}
         for node_id in self.dag.order:
             if node_id not in tasks or node_id in results:
                 continue
             upstream = [i for i in self.dag.nodes[node_id].inputs if i in cause]
             if upstream:
-                first = upstream[0]
-                verb = "failed" if cause[first] == "failed" else cause[first]
-                self._finish(
-                    results,
-                    tasks[node_id],
-                    Outcome("skipped"),
-                    f"upstream {first} {verb}",
+                reason = (
+                    CANCELLED_BEFORE_START
+                    if status == "cancelled"
+                    else f"upstream {upstream[0]} {cause[upstream[0]]}"
                 )
-                cause[node_id] = "skipped"
+                self._finish(results, tasks[node_id], Outcome(status), reason)
+                cause[node_id] = status

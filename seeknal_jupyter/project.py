@@ -627,7 +627,7 @@ class Project:
             saver.changed(task.node_id)
 
         executor = Executor(
-            dag, workers, Settings.for_workers(workers), reporters, cancel, fail_fast
+            dag, workers, Settings.for_machine(), reporters, cancel, fail_fast
         )
         try:
             result.nodes.update(executor.run(tasks, input_path, on_success))

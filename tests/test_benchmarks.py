@@ -6,6 +6,7 @@ full run is made by hand (``benchmarks/run.py``) and its report is committed.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -76,6 +77,7 @@ def test_quick_run_measures_what_it_says(quick: tuple[Path, dict[str, Any]]) -> 
     wide = report["wide_dag"]
     assert wide["nodes"] == 20 and wide["sources"] == 2
     assert wide["median"]["bound"] >= wide["median"]["critical_seconds"]
+    assert "parallel_strict_split" not in wide and "parallel_strict_split" not in fraud
     assert report["trivial"]["nodes"] == 30
     assert report["plan"]["nodes"] == 100
     assert report["noop"]["all_cached"] is True
@@ -84,3 +86,45 @@ def test_quick_run_measures_what_it_says(quick: tuple[Path, dict[str, Any]]) -> 
     assert fraud_promote["outputs"] == 15
     assert 0 < fraud_promote["commit_ms"] <= fraud_promote["call_ms"]
     assert promotes["50 nodes, one transform changed"]["outputs"] == 50
+
+
+def test_the_wide_dag_bound_comes_from_the_sequential_runs_node_seconds(
+    quick: tuple[Path, dict[str, Any]],
+) -> None:
+    """Each parallel run is held against the uncontended node seconds of the
+    sequential run of its repeat (one repeat at --quick sizes)."""
+    _, report = quick
+    wide = report["wide_dag"]
+    row, sequential = wide["median"], wide["sequential"]
+    assert (row["work"], row["critical_seconds"]) == (
+        sequential["work"],
+        sequential["critical_seconds"],
+    )
+    assert row["parallel_work"] == wide["parallel"]["work"]
+    lanes = min(wide["workers"], wide["cores"])
+    assert row["lanes"] == lanes
+    assert row["bound"] == max(
+        sequential["critical_seconds"], sequential["work"] / lanes
+    )
+    assert row["ratio_engine"] == row["engine_wall"] / row["bound"]
+
+
+def test_quick_reports_default_to_a_git_ignored_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = importlib.util.spec_from_file_location("benchmarks_run", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    results = SCRIPT.parent / "results"
+
+    assert module.report_folder(None, True) == results / "quick"
+    assert module.report_folder(None, False) == results
+    assert module.report_folder(Path("elsewhere"), True) == Path("elsewhere")
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "benchmarks/results/quick/report.md"],
+        cwd=SCRIPT.parents[1],
+        check=False,
+    )
+    assert ignored.returncode == 0

@@ -286,6 +286,7 @@ class ConnectionLog:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.created: list[tuple[int, int]] = []
+        self.threads: list[int] = []
         self.used: list[tuple[int, str, int, str]] = []
         self.lock = threading.Lock()
         self.keep: list[duckdb.DuckDBPyConnection] = []
@@ -294,9 +295,11 @@ class ConnectionLog:
 
         def opened(settings: execute.Settings) -> duckdb.DuckDBPyConnection:
             conn = original_open(settings)
+            threads = conn.execute("SELECT current_setting('threads')").fetchone()
             with self.lock:
                 self.keep.append(conn)
                 self.created.append((threading.get_ident(), id(conn)))
+                self.threads.append(threads[0] if threads else 0)
             return conn
 
         def build(conn: duckdb.DuckDBPyConnection, task: execute.Task) -> Any:
@@ -317,6 +320,7 @@ class ConnectionLog:
 
     def reset(self) -> None:
         self.created.clear()
+        self.threads.clear()
         self.used.clear()
         self.keep.clear()
 
@@ -327,8 +331,9 @@ def test_c01_parallel_runs_equal_expected_and_sequential(
     """C01, "Correct result" and its implementation note: 20 runs with 8 workers
     through ``Project.run`` all succeed with the rows of expected.csv and outputs
     byte-identical to a 1-worker run; each worker thread builds on one connection
-    of its own, made on that thread, and no worker calls ``duckdb.sql`` or
-    ``duckdb.execute``.
+    of its own, made on that thread and single-threaded (so the outputs cannot
+    depend on how DuckDB's threads interleave), and no worker calls ``duckdb.sql``
+    or ``duckdb.execute``.
     """
     root = make_project("C01", tmp_path)
     project = Project(root)
@@ -352,6 +357,7 @@ def test_c01_parallel_runs_equal_expected_and_sequential(
         assert len(worker_conns) == len(threads) == len(conns)
         assert worker_conns <= set(log.created)
         assert len(log.created) == len(threads) <= 8
+        assert log.threads == [1] * len(log.created)
         assert {name.split("_")[0] for _, name, _, _ in log.used} == {"seeknal-worker"}
         assert sorted(n for *_, n in log.used) == sorted(C01_NODES)
         threads_seen |= {name for _, name, _, _ in log.used}
@@ -539,7 +545,7 @@ def test_c04_killed_run_leaves_only_whole_files(tmp_path: Path) -> None:
 
 C04_PARTIALS = Path("target/snapshots/transform/readings_clean")
 C04_ATTEMPTS = 5
-C04_CANCELLED = "Run cancelled: 0 executed, 1 cached, 1 skipped, 1 cancelled of 3 nodes"
+C04_CANCELLED = "Run cancelled: 0 executed, 1 cached, 2 cancelled of 3 nodes"
 
 
 def c04_wait_for_partial(root: Path, running: Callable[[], bool]) -> Path | None:
@@ -1055,7 +1061,7 @@ def test_c14_a_worker_connection_keeps_no_views_or_tables(tmp_path: Path) -> Non
     root = make_project("C14", tmp_path / "c14")
     drop_nodes(root, C14_BAD)
     dag = Project(root).dag()
-    conn = execute.open_connection(execute.Settings.for_workers(1))
+    conn = execute.open_connection(execute.Settings.for_machine())
     fresh = worker_catalog(conn)
     built: dict[str, Path] = {}
 

@@ -3,6 +3,7 @@ cancellation, on real DuckDB connections and Parquet files."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from seeknal_jupyter import execute
 from seeknal_jupyter.errors import RunFailed
 from seeknal_jupyter.events import Event, NodeFinished, NodeStarted, RunStarted
+from seeknal_jupyter.examples import init_example
 from seeknal_jupyter.project import Project
 from seeknal_jupyter.report import RunResult
 
@@ -113,16 +115,89 @@ def test_every_worker_connection_is_configured_the_same(tmp_path: Path) -> None:
         transform(f"probe{i}", setting, ("source.numbers",)) for i in range(6)
     )
     project = Project(write_project(tmp_path, nodes))
-    workers = 3
-    settings = execute.Settings.for_workers(workers)
+    seen = set()
 
-    project.run(max_workers=workers)
+    for workers in (1, 3, 8):
+        project.run(max_workers=workers, full=True)
+        seen |= {tuple(output(project, f"probe{i}")[0]) for i in range(6)}
 
-    seen = {tuple(output(project, f"probe{i}")[0]) for i in range(6)}
     assert len(seen) == 1
     tz, threads, memory, n = seen.pop()
-    assert (tz, int(threads), n) == ("UTC", settings.threads, 3)
-    assert settings.memory_limit is None or memory != ""
+    assert (tz, threads, n) == ("UTC", 1, 3)
+    settings = execute.Settings.for_machine()
+    assert settings.threads == 1 and settings.memory_limit is not None
+    assert memory != ""
+
+
+def sha256_of_outputs(project: Project) -> dict[str, str]:
+    """SHA-256 of every node's current Parquet output."""
+    state = project.store.load_state("prod")
+    return {
+        node_id: hashlib.sha256(
+            (project.target / entry.snapshot).read_bytes()
+        ).hexdigest()
+        for node_id, entry in state.entries.items()
+    }
+
+
+def runs_digests(project: Project) -> list[dict[str, str]]:
+    """Output digests of two sequential full runs and one with 8 workers."""
+    digests = []
+    for workers in (1, 1, 8):
+        result = project.run(max_workers=workers, full=True)
+        assert set(result.statuses().values()) == {"success"}
+        digests.append(sha256_of_outputs(project))
+    return digests
+
+
+def test_fraud_outputs_are_byte_identical_sequential_or_parallel(
+    tmp_path: Path,
+) -> None:
+    root = init_example("fraud-detection", tmp_path / "fraud", scale=3)
+    project = Project(root)
+
+    first, second, parallel = runs_digests(project)
+
+    assert len(first) == 15
+    assert first == second == parallel
+
+
+def test_float_sums_and_many_groups_are_byte_identical_run_to_run(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "groups"
+    (root / "seeknal").mkdir(parents=True)
+    (root / "data").mkdir()
+    with duckdb.connect() as conn:
+        conn.execute(
+            "COPY (SELECT r AS id, r % 50000 AS g, sqrt(r) / 7 AS x "
+            "FROM range(600000) AS t(r)) "
+            f"TO '{root / 'data' / 'facts.parquet'}' (FORMAT parquet)"
+        )
+    (root / "seeknal" / "nodes.yml").write_text(
+        "kind: source\nname: facts\nsource: parquet\ntable: data/facts.parquet\n"
+        "---\n"
+        + transform(
+            "sums",
+            "SELECT g, sum(x) AS total, count(*) AS n FROM source.facts GROUP BY g",
+        )
+        + transform(
+            "joined",
+            "SELECT f.id, f.x * s.total AS weighted FROM source.facts AS f "
+            "JOIN transform.sums AS s ON f.g = s.g",
+        )
+        + transform("grand", "SELECT sum(x) AS total FROM source.facts")
+    )
+    project = Project(root)
+
+    first, second, parallel = runs_digests(project)
+
+    assert first == second == parallel
+    sums = output(project, "sums")
+    assert len(sums) == 50000 and sum(n for *_, n in sums) == 600000
+    assert output(project, "grand")[0][0] == pytest.approx(
+        sum(r**0.5 for r in range(600000)) / 7
+    )
 
 
 def test_thread_connections_are_per_thread_and_reused() -> None:
@@ -279,7 +354,10 @@ def test_cancel_interrupts_a_long_query_and_the_next_run_resumes(
     assert result.nodes["transform.long"].error == (
         "transform.long: interrupted while running"
     )
-    assert statuses["transform.after_long"] in ("skipped", "cancelled")
+    assert statuses["transform.after_long"] == "cancelled"
+    assert result.nodes["transform.after_long"].reason == (
+        "run cancelled before it started"
+    )
     assert statuses["transform.quick"] in ("success", "cancelled")
     assert result.headline().startswith("Run cancelled: ")
     state = project.store.load_state("prod")
@@ -293,6 +371,40 @@ def test_cancel_interrupts_a_long_query_and_the_next_run_resumes(
     assert resumed.statuses()["source.numbers"] == "cached"
     assert resumed.statuses()["transform.long"] == "success"
     assert output(project, "after_long") == [(135,)]
+
+
+def test_descendants_of_a_cancelled_node_are_cancelled_not_skipped(
+    tmp_path: Path,
+) -> None:
+    nodes = transform("long", LONG_QUERY + " CROSS JOIN numbers", ("source.numbers",))
+    nodes += transform("after_long", "SELECT total FROM transform.long")
+    nodes += transform("last", "SELECT total FROM transform.after_long")
+    nodes += transform("quick", "SELECT n FROM numbers", ("source.numbers",))
+    project = Project(write_project(tmp_path, nodes))
+    cancel = threading.Event()
+
+    result = run_failed(
+        project,
+        max_workers=1,
+        cancel=cancel,
+        reporter=cancel_when_started("transform.long", cancel),
+    )
+
+    assert result.statuses() == {
+        "source.numbers": "success",
+        "transform.long": "cancelled",
+        "transform.after_long": "cancelled",
+        "transform.last": "cancelled",
+        "transform.quick": "cancelled",
+    }
+    assert {n: r.reason for n, r in result.nodes.items() if r.reason} == {
+        "transform.after_long": "run cancelled before it started",
+        "transform.last": "run cancelled before it started",
+        "transform.quick": "run cancelled before it started",
+    }
+    assert result.headline().startswith(
+        "Run cancelled: 1 executed, 0 cached, 4 cancelled of 5 nodes in "
+    )
 
 
 def test_cancel_just_before_the_query_starts_still_interrupts_it(
