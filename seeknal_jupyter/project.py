@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from seeknal_jupyter import exposures
-from seeknal_jupyter.binding import check_schemas, first_line
+from seeknal_jupyter.binding import InputPath, check_schemas, first_line
 from seeknal_jupyter.cells import cell_label
 from seeknal_jupyter.changes import ChangeClass, Definition, definition_reasons
 from seeknal_jupyter.dag import Dag, build_dag
@@ -346,13 +346,19 @@ class Project:
         tags: Iterable[str] = (),
         types: Iterable[str] = (),
     ) -> ExecutionPlan:
-        """What :meth:`run` would do with these options, without running anything."""
+        """What :meth:`run` would do with these options, without running anything.
+
+        Raises:
+            UsageError: an input of a node to run has no output and is not
+                selected, as the run itself would say.
+        """
         env = PRODUCTION if is_production(env) else env
         dag = self.dag()
         fps = fingerprints(dag, self.root)
         selected = dag.select(nodes, tags, types)
         state = self.store.load_state(env)
         to_run, cached = self._split(dag, selected, fps, state, full)
+        _check_inputs_built(dag, to_run, self._input_resolver(dag, [state]))
         workers = worker_count(parallel, max_workers)
         run_set = set(to_run)
         reasons = {
@@ -559,11 +565,7 @@ class Project:
         """
         started = time.perf_counter()
         input_path = self._input_resolver(dag, [state, *fallback])
-        run_set = set(to_run)
-        for node_id in to_run:
-            for input_id in dag.nodes[node_id].inputs:
-                if input_id not in run_set:
-                    input_path(input_id)
+        _check_inputs_built(dag, to_run, input_path)
         checked = check_schemas(
             dag, to_run, input_path, self.root, fps, self._known_schemas()
         )
@@ -873,6 +875,16 @@ class Project:
         check_schemas(
             dag, to_check, built.__getitem__, self.root, fps, self._known_schemas()
         )
+
+
+def _check_inputs_built(dag: Dag, to_run: list[str], input_path: InputPath) -> None:
+    """Raise the UsageError of ``input_path`` for the first input of a node to
+    run that is not run itself and has no output."""
+    run_set = set(to_run)
+    for node_id in to_run:
+        for input_id in dag.nodes[node_id].inputs:
+            if input_id not in run_set:
+                input_path(input_id)
 
 
 def _rows(conn: duckdb.DuckDBPyConnection, query: str, limit: int | None) -> Any:

@@ -227,6 +227,28 @@ def test_dry_run_says_why_each_node_would_run(tmp_path: Path) -> None:
     ]
 
 
+def test_a_dry_run_reports_an_unbuilt_input_as_the_run_does(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+    message = (
+        "error: input source.numbers (seeknal/nodes.yml:1) has no output yet; run it "
+        "first or select it too (+name selects a node with its upstream)\n"
+    )
+
+    dry = seeknal("run", "--dry-run", "--nodes", "doubled", cwd=root)
+    layout = seeknal("run", "--show-plan", "--nodes", "doubled", cwd=root)
+    real = seeknal("run", "--nodes", "doubled", cwd=root)
+
+    for done in (dry, layout, real):
+        assert (done.returncode, done.stdout, done.stderr) == (2, "", message)
+    assert seeknal("run", "--dry-run", "--nodes", "+doubled", cwd=root).stdout == (
+        "Dry run (incremental, 1 worker): 2 to run, 0 cached; nothing was run\n"
+        "Layer 1: 1 to run, 0 cached\n"
+        "  run     source.numbers: no output yet\n"
+        "Layer 2: 1 to run, 0 cached\n"
+        "  run     transform.doubled: no output yet\n"
+    )
+
+
 HOLD_LOCK = """
 import sys
 from pathlib import Path

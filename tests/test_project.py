@@ -343,6 +343,25 @@ def test_execution_plan_runs_nothing(chain: Path) -> None:
     }
 
 
+def test_execution_plan_refuses_an_unbuilt_input_as_the_run_does(
+    chain: Path,
+) -> None:
+    project = Project(chain)
+    message = (
+        "input transform.doubled (seeknal/nodes.yml:10) has no output yet; run it "
+        "first or select it too (+name selects a node with its upstream)"
+    )
+
+    with pytest.raises(UsageError) as planned:
+        project.execution_plan(nodes=["total"])
+    with pytest.raises(UsageError) as ran_it:
+        project.run(nodes=["total"])
+
+    assert str(planned.value) == str(ran_it.value) == message
+    project.run(nodes=["+doubled"])
+    assert project.execution_plan(nodes=["total"]).to_run == ["transform.total"]
+
+
 FEATURE_GROUP = """\
 kind: source
 name: events
