@@ -30,6 +30,7 @@ from seeknal_jupyter.execute import (
     describe,
     node_query,
     open_connection,
+    sql_body,
 )
 from seeknal_jupyter.loader import Node, sql_file_line
 from seeknal_jupyter.report import plural
@@ -213,7 +214,7 @@ def _schema_problem(
         )
     message, sql_line = _without_sql_position(str(error))
     sql = node.sql or ""
-    body = sql.strip().splitlines() or [""]
+    body = sql_body(sql).splitlines() or [""]
     line = _key_line(node, "transform")
     if sql_line is not None:
         if sql_line > len(body):

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import sqlglot
+from sqlglot.errors import SqlglotError
+from sqlglot.tokens import TokenType
 
 from seeknal_jupyter.dag import Dag
 from seeknal_jupyter.events import NodeFinished, NodeStarted, Reporters
@@ -234,9 +237,26 @@ def source_query(
     return f"SELECT {columns} FROM {read}"
 
 
+def sql_body(sql: str) -> str:
+    """A node's SQL as it runs, ready to be wrapped in a subquery.
+
+    Leading whitespace is dropped, and so is everything after the last token
+    that is not a semicolon: semicolons, comments and whitespace. Every line
+    kept keeps its number. SQL that does not tokenize is only stripped; DuckDB
+    then reports its syntax error.
+    """
+    text = sql.lstrip()
+    try:
+        tokens = sqlglot.tokenize(text, read="duckdb")
+    except SqlglotError:
+        return text.rstrip().rstrip(";").rstrip()
+    kept = [t for t in tokens if t.token_type != TokenType.SEMICOLON]
+    return text[: kept[-1].end + 1] if kept else ""
+
+
 def _body(node: Node) -> str:
     if node.sql:
-        return node.sql.strip().rstrip(";").strip()
+        return sql_body(node.sql)
     kind, name = node.inputs[0].split(".", 1)
     return f"SELECT * FROM {quote_ident(kind)}.{quote_ident(name)}"
 

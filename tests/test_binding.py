@@ -9,6 +9,7 @@ import pytest
 from seeknal_jupyter.binding import check_schemas
 from seeknal_jupyter.dag import Dag, build_dag
 from seeknal_jupyter.errors import ProjectError
+from seeknal_jupyter.execute import sql_body
 from seeknal_jupyter.fingerprint import fingerprints
 from seeknal_jupyter.loader import load_nodes
 
@@ -125,3 +126,42 @@ def test_remembered_columns_are_not_bound_again(tmp_path: Path) -> None:
         ["id", "INTEGER"],
         ["remembered", "VARCHAR"],
     ]
+
+
+def test_trailing_semicolons_and_comments_are_not_part_of_the_sql(
+    tmp_path: Path,
+) -> None:
+    """`;` followed by a comment ends the SQL; an error keeps its file line."""
+    ends = transform("ends", "SELECT id, amount FROM source.events; -- the end")
+    two = transform("two", "SELECT id\nFROM events ;\n;  /* done */\n-- really")
+    bad = transform("bad", "SELECT nope\nFROM events;\n-- the end\n-- more")
+    root, dag, fps = project(tmp_path / "good", ends, two)
+    _, bad_dag, bad_fps = project(tmp_path / "bad", ends, two, bad)
+
+    found = check_schemas(dag, list(dag.order), None, root, fps, {})
+    with pytest.raises(ProjectError) as raised:
+        check_schemas(bad_dag, list(bad_dag.order), None, root, bad_fps, {})
+
+    assert found[fps["transform.ends"]] == [["id", "INTEGER"], ["amount", "DOUBLE"]]
+    assert found[fps["transform.two"]] == [["id", "INTEGER"]]
+    (problem,) = raised.value.problems
+    assert (problem.node, problem.file, problem.line) == (
+        "transform.bad",
+        "seeknal/nodes.yml",
+        32,
+    )
+    assert problem.message.startswith('Binder Error: Referenced column "nope" not')
+
+
+@pytest.mark.parametrize(
+    ("sql", "body"),
+    [
+        ("SELECT 1; -- the end", "SELECT 1"),
+        ("\n\n  SELECT 'a;' AS s ;\n; /* c */\n", "SELECT 'a;' AS s"),
+        ("SELECT $$x;$$ AS d -- no semicolon", "SELECT $$x;$$ AS d"),
+        ("SELECT 1\n-- a\nFROM t -- b\n;", "SELECT 1\n-- a\nFROM t"),
+        ("SELECT 'open;", "SELECT 'open"),
+    ],
+)
+def test_sql_body_keeps_the_sql_up_to_its_last_token(sql: str, body: str) -> None:
+    assert sql_body(sql) == body
