@@ -8,6 +8,7 @@ thread on its own cursor of one shared in-memory database.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
@@ -23,16 +24,18 @@ from seeknal_jupyter.dag import Dag
 from seeknal_jupyter.errors import Problem, ProjectError
 from seeknal_jupyter.execute import (
     STATIC_ERRORS,
+    MissingColumns,
     NodeError,
     Settings,
     bare_name_inputs,
+    check_source_files,
     configure,
     describe,
     node_query,
     open_connection,
     sql_body,
 )
-from seeknal_jupyter.loader import Node, sql_file_line
+from seeknal_jupyter.loader import READERS, Node, sql_file_line
 from seeknal_jupyter.report import plural
 from seeknal_jupyter.sql import quote_ident, quote_literal
 from seeknal_jupyter.yamlfile import Mapping
@@ -53,9 +56,11 @@ def check_schemas(
 ) -> dict[str, list[list[str]]]:
     """Bind every node's SQL against its inputs' columns before anything runs.
 
-    Syntax errors, unknown columns or tables, and feature groups whose SQL lacks a
-    declared feature are reported together as a ProjectError. Data problems (a
-    missing or empty file, a failing cast) are left for the run to report.
+    Syntax errors, unknown columns or tables, feature groups whose SQL lacks a
+    declared feature, sources with an option their reader does not have or a
+    declared column their file lacks are reported together as a ProjectError.
+    Data problems (a missing or empty file, a failing cast) are left for the run
+    to report.
 
     Args:
         dag: the project's nodes.
@@ -117,12 +122,16 @@ class _Check:
         self.problems: list[tuple[str, Problem]] = []
         self.failed: set[str] = set()
         self.staged: set[str] = set()
+        self.reader_options: dict[str, frozenset[str]] = {}
         self._local = threading.local()
         self._lock = threading.Lock()
 
     def bind_all(self, node_ids: list[str], workers: int) -> None:
         """Bind ``node_ids`` layer by layer, each layer's nodes at the same time."""
         bound: list[str] = []
+        nodes = [self.dag.nodes[n] for n in node_ids]
+        if any(n.kind == "source" and n.spec.get("params") for n in nodes):
+            self.reader_options = _reader_options(self.conn)
         with self._cursors() as cursors, ThreadPoolExecutor(max(1, workers)) as pool:
             for layer in self.dag.layers(node_ids):
                 ready = [n for n in layer if self._stage_inputs(n)]
@@ -154,11 +163,24 @@ class _Check:
 
     def _bind(self, cursor: duckdb.DuckDBPyConnection, node_id: str) -> bool:
         node = self.dag.nodes[node_id]
+        unknown = _unknown_options(node, self.reader_options)
+        if unknown:
+            for problem in unknown:
+                self._fail(node_id, problem)
+            return False
+        try:
+            if node.kind == "source":
+                check_source_files(node, self.root)
+        except NodeError as error:
+            log.info("%s is not checked: %s", node_id, error)
+            self._fail(node_id, None)
+            return False
         try:
             _bind_node(cursor, node, self.root)
         except (NodeError, *STATIC_ERRORS) as error:
-            problem = None
-            if node.kind != "source":
+            if node.kind == "source":
+                problem = _source_problem(node, error)
+            else:
                 problem = _schema_problem(node, error, _input_columns(cursor, node))
             self._fail(node_id, problem)
             return False
@@ -230,6 +252,89 @@ def _schema_problem(
     return Problem(
         message, node.file, line, node.id, _binding_hint(error, node, inputs)
     )
+
+
+def _reader_options(conn: duckdb.DuckDBPyConnection) -> dict[str, frozenset[str]]:
+    """The named parameters of each source format's DuckDB reader, in lower case
+    (``duckdb_functions()`` lists them after the positional path)."""
+    options: dict[str, frozenset[str]] = {}
+    for fmt, reader in READERS.items():
+        rows = conn.execute(
+            "SELECT parameters FROM duckdb_functions() "
+            "WHERE function_name = ? AND function_type = 'table'",
+            [reader],
+        ).fetchall()
+        options[fmt] = frozenset(n.lower() for (names,) in rows for n in names[1:])
+    return options
+
+
+def _unknown_options(
+    node: Node, reader_options: dict[str, frozenset[str]]
+) -> list[Problem]:
+    """A problem per option of a source that its reader does not take (DuckDB
+    matches option names in any case), at the option's line."""
+    params = node.spec.get("params") if node.kind == "source" else None
+    fmt = str(node.spec.get("source"))
+    if not params or fmt not in reader_options:
+        return []
+    known = sorted(reader_options[fmt])
+    problems = []
+    for key in params:
+        if str(key).lower() in reader_options[fmt]:
+            continue
+        close = difflib.get_close_matches(str(key).lower(), known, n=1, cutoff=0.6)
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else f"use one of the named parameters of DuckDB's {READERS[fmt]}"
+        )
+        line = params.line_of(key) if isinstance(params, Mapping) else node.line
+        problems.append(
+            Problem(
+                f"unknown option {key!r} of {READERS[fmt]} (the {fmt} reader)",
+                node.file,
+                line,
+                node.id,
+                hint,
+            )
+        )
+    return problems
+
+
+def _source_problem(node: Node, error: Exception) -> Problem:
+    """A source that does not bind: a declared column its file lacks, at that
+    column's ``schema`` entry, or DuckDB's error, at the reader's options."""
+    if isinstance(error, MissingColumns):
+        return Problem(
+            first_line(error),
+            node.file,
+            _schema_line(node, error.missing[0]),
+            node.id,
+            "fix the column's name in 'schema', or read a file that has it",
+        )
+    message, _ = _without_sql_position(str(error))
+    return Problem(
+        message,
+        node.file,
+        _key_line(node, "params" if "params" in node.spec else "table"),
+        node.id,
+        "check the source's 'params' (its reader's options) and 'schema'",
+    )
+
+
+def _schema_line(node: Node, column: str) -> int:
+    """The line declaring a source's column: its ``schema`` entry, else its key
+    under ``columns``."""
+    spec = node.spec
+    if not isinstance(spec, Mapping):
+        return node.line
+    for entry in spec.get("schema") or []:
+        if isinstance(entry, Mapping) and str(entry.get("name")) == column:
+            return entry.line
+    described = spec.get("columns")
+    if isinstance(described, Mapping) and column in described:
+        return described.line_of(column)
+    return _key_line(node, "schema")
 
 
 def _key_line(node: Node, key: str) -> int:

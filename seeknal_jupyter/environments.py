@@ -123,7 +123,7 @@ def environment_name(
                 "environment, then promote it to production"
             )
         return PRODUCTION
-    if not NAME_PATTERN.match(env or ""):
+    if not NAME_PATTERN.fullmatch(env or ""):
         raise UsageError(f"environment name {env!r} is not allowed: use {NAME_RULE}")
     twin = next(
         (e for e in environments(store) if e.lower() == env.lower() and e != env),

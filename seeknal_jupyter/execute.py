@@ -25,7 +25,7 @@ from seeknal_jupyter.dag import Dag
 from seeknal_jupyter.events import NodeFinished, NodeStarted, Reporters
 from seeknal_jupyter.exposures import write_export
 from seeknal_jupyter.fingerprint import source_paths
-from seeknal_jupyter.loader import Node
+from seeknal_jupyter.loader import READERS, Node
 from seeknal_jupyter.report import NodeResult
 from seeknal_jupyter.sql import KINDS, quote_ident, quote_literal, referenced_nodes
 from seeknal_jupyter.store import fsync_file, temp_path_for
@@ -41,6 +41,23 @@ STATIC_ERRORS = (
 
 class NodeError(Exception):
     """A node cannot be built; the message is for the user."""
+
+
+class MissingColumns(NodeError):
+    """A source declares columns that its data file does not have.
+
+    Attributes:
+        missing: the declared columns not in the file, in declared order.
+        found: the file's columns.
+    """
+
+    def __init__(self, table: str, missing: list[str], found: list[str]) -> None:
+        super().__init__(
+            f"declared {'column' if len(missing) == 1 else 'columns'} "
+            f"{', '.join(missing)} not in {table}; the file has: {', '.join(found)}"
+        )
+        self.missing = missing
+        self.found = found
 
 
 @dataclass(frozen=True)
@@ -168,28 +185,32 @@ def _literal(value: Any) -> str:
 CSV_OPTION_NAMES = {"delimiter": "delim", "sep": "delim", "separator": "delim"}
 
 
-def source_read(node: Node, root: Path) -> str:
-    """The DuckDB table function call that reads a source's file(s), unchecked."""
+def source_read(node: Node, root: Path, typed: bool = True) -> str:
+    """The DuckDB table function call that reads a source's file(s), unchecked.
+
+    ``typed`` False leaves out the declared types of a CSV's columns, so the
+    file's own columns can be read even when a declared one is not among them.
+    """
     pattern = str(node.spec["table"])
     full = pattern if os.path.isabs(pattern) else str(root / pattern)
     fmt = node.spec.get("source")
     params = dict(node.spec.get("params") or {})
     if fmt == "csv":
         options: dict[str, Any] = {"header": True}
-        options.update(
-            {CSV_OPTION_NAMES.get(str(k), str(k)): v for k, v in params.items()}
-        )
+        for key, value in params.items():
+            name = str(key).lower()
+            options[CSV_OPTION_NAMES.get(name, name)] = value
         args = [f"{k} = {_literal(v)}" for k, v in options.items()]
         if node.schema and options["header"] is False:
             names = ", ".join(quote_literal(c) for c, _ in node.schema)
             args.append(f"names = [{names}]")
-        if node.schema:
+        if node.schema and typed:
             types = ", ".join(
                 f"{quote_literal(c)}: {quote_literal(t)}" for c, t in node.schema
             )
             args.append(f"types = {{{types}}}")
         return f"read_csv({quote_literal(full)}, {', '.join(args)})"
-    reader = "read_parquet" if fmt == "parquet" else "read_json_auto"
+    reader = READERS[str(fmt)]
     extra = "".join(f", {k} = {_literal(v)}" for k, v in params.items())
     return f"{reader}({quote_literal(full)}{extra})"
 
@@ -216,7 +237,11 @@ def source_query(
     """SELECT over a source's file with its declared schema applied, in order.
 
     Unless ``checked`` (the schema check already bound it), the file's columns are
-    read first to name any declared column it lacks.
+    read first to name any declared column it lacks (in any case, as DuckDB
+    matches names).
+
+    Raises:
+        MissingColumns: a declared column is not in the file.
     """
     read = source_read(node, root)
     if not node.schema:
@@ -226,14 +251,12 @@ def source_query(
     )
     if checked:
         return f"SELECT {columns} FROM {read}"
-    found = [c for c, _ in describe(conn, f"SELECT * FROM {read}")]
-    missing = [c for c, _ in node.schema if c not in found]
+    untyped = source_read(node, root, typed=False)
+    found = [c for c, _ in describe(conn, f"SELECT * FROM {untyped}")]
+    present = {c.lower() for c in found}
+    missing = [c for c, _ in node.schema if c.lower() not in present]
     if missing:
-        raise NodeError(
-            f"declared {'column' if len(missing) == 1 else 'columns'} "
-            f"{', '.join(missing)} not in {node.spec['table']}; "
-            f"the file has: {', '.join(found)}"
-        )
+        raise MissingColumns(str(node.spec["table"]), missing, found)
     return f"SELECT {columns} FROM {read}"
 
 

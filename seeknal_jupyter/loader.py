@@ -42,6 +42,8 @@ FIELDS = {
 }
 NOTED_FIELDS = ("freshness", "tests", "columns", "meta", "docs", "version", "config")
 SOURCE_FORMATS = ("csv", "parquet", "json")
+READERS = {"csv": "read_csv", "parquet": "read_parquet", "json": "read_json_auto"}
+OPTION_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 EXPORT_FORMATS = ("parquet", "csv")
 
 TYPES = {
@@ -112,7 +114,7 @@ def duckdb_type(dtype: Any) -> str | None:
     text = str(dtype).strip()
     if text.lower() in TYPES:
         return TYPES[text.lower()]
-    match = DECIMAL.match(text)
+    match = DECIMAL.fullmatch(text)
     if match:
         return f"DECIMAL({match.group(1)},{match.group(2)})"
     return None
@@ -230,7 +232,7 @@ def _check_name(check: _Checker, name: Any) -> str | None:
         check.fail("missing 'name'", hint="every node needs a name")
         return None
     text = str(name)
-    if ".." in text or "/" in text or "\\" in text or not NAME_PATTERN.match(text):
+    if ".." in text or "/" in text or "\\" in text or not NAME_PATTERN.fullmatch(text):
         check.fail(
             f"name {text!r} is not allowed",
             "name",
@@ -338,14 +340,21 @@ def _check_source(check: _Checker) -> tuple[tuple[str, str], ...]:
     if params is not None and not isinstance(params, dict):
         check.fail("'params' must be a mapping of reader options", "params")
     elif isinstance(params, dict):
-        for key, value in params.items():
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(key)):
-                check.fail(f"reader option {key!r} is not a name", "params")
-            if isinstance(value, (dict, list)):
-                check.fail(f"reader option {key!r} must be a plain value", "params")
+        _check_reader_options(check, params)
     if doc.get("inputs"):
         check.fail("a source cannot have inputs", "inputs", "remove 'inputs'")
     return _source_schema(check)
+
+
+def _check_reader_options(check: _Checker, params: dict[str, Any]) -> None:
+    """Each option must be a plain value with a name; the schema check then
+    holds the names against the reader's (see binding.py)."""
+    for key, value in params.items():
+        line = check.line_in(params, key, "params")
+        if not OPTION_PATTERN.fullmatch(str(key)):
+            check.fail(f"reader option {key!r} is not a name", line=line)
+        elif isinstance(value, (dict, list)):
+            check.fail(f"reader option {key!r} must be a plain value", line=line)
 
 
 def _check_features(check: _Checker) -> tuple[tuple[str, str], ...]:

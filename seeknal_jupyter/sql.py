@@ -189,7 +189,7 @@ def _canonical(
     """Rewrite ``statement`` in place: plain names unquoted, redundant parentheses
     dropped, inputs read by bare name qualified with their kind."""
     for identifier in parts.identifiers:
-        if identifier.quoted and SIMPLE_NAME.match(identifier.name):
+        if identifier.quoted and SIMPLE_NAME.fullmatch(identifier.name):
             identifier.set("quoted", False)
     for paren in parts.parens:
         if _redundant(paren):

@@ -12,6 +12,7 @@ from seeknal_jupyter.errors import ProjectError
 from seeknal_jupyter.execute import sql_body
 from seeknal_jupyter.fingerprint import fingerprints
 from seeknal_jupyter.loader import load_nodes
+from seeknal_jupyter.project import Project
 
 SOURCE = """\
 kind: source
@@ -165,3 +166,102 @@ def test_trailing_semicolons_and_comments_are_not_part_of_the_sql(
 )
 def test_sql_body_keeps_the_sql_up_to_its_last_token(sql: str, body: str) -> None:
     assert sql_body(sql) == body
+
+
+def test_a_declared_column_matches_the_files_in_any_case(tmp_path: Path) -> None:
+    """DuckDB matches names in any case, so the schema check does too."""
+    (tmp_path / "seeknal").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "events.csv").write_text("id,amount,total\n1,2.5,3\n")
+    (tmp_path / "seeknal" / "nodes.yml").write_text(
+        SOURCE.replace("{name: id,", "{name: ID,")
+    )
+    dag = build_dag(load_nodes(tmp_path).nodes)
+    fps = fingerprints(dag, tmp_path)
+
+    found = check_schemas(dag, list(dag.order), None, tmp_path, fps, {})
+
+    assert found[fps["source.events"]] == [
+        ["ID", "INTEGER"],
+        ["amount", "DOUBLE"],
+        ["total", "BIGINT"],
+    ]
+
+
+def test_reader_options_are_checked_against_duckdbs_readers(tmp_path: Path) -> None:
+    """Option names are those of DuckDB's read_csv / read_parquet / read_json_auto
+    (in any case); an unknown one is reported at its own line, with the closest,
+    even when the data file is not there yet."""
+    text = """\
+kind: source
+name: a
+source: csv
+table: data/events.csv
+params:
+  HEADER: true
+  delimter: ";"
+  quote: '"'
+---
+kind: source
+name: b
+source: parquet
+table: data/b.parquet
+params: {binary_as_string: true, hive_partitioning: false, zzzz: 1}
+---
+kind: source
+name: c
+source: json
+table: data/c.json
+params:
+  format: newline_delimited
+  recrods: auto
+---
+kind: source
+name: d
+source: csv
+table: data/events.csv
+params: {delim: ",", Header: true, sep: ","}
+"""
+    (tmp_path / "seeknal").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "events.csv").write_text("id,amount,total\n1,2.5,3\n")
+    (tmp_path / "seeknal" / "nodes.yml").write_text(text)
+    dag = build_dag(load_nodes(tmp_path).nodes)
+    fps = fingerprints(dag, tmp_path)
+
+    with pytest.raises(ProjectError) as raised:
+        check_schemas(dag, list(dag.order), None, tmp_path, fps, {})
+
+    assert [str(p) for p in raised.value.problems] == [
+        (
+            "seeknal/nodes.yml:7: source.a: unknown option 'delimter' of read_csv "
+            "(the csv reader) (did you mean 'delimiter'?)"
+        ),
+        (
+            "seeknal/nodes.yml:14: source.b: unknown option 'zzzz' of read_parquet "
+            "(the parquet reader) (use one of the named parameters of DuckDB's "
+            "read_parquet)"
+        ),
+        (
+            "seeknal/nodes.yml:22: source.c: unknown option 'recrods' of "
+            "read_json_auto (the json reader) (did you mean 'records'?)"
+        ),
+    ]
+
+
+def test_plan_reports_an_unknown_reader_option_before_the_data_is_read(
+    tmp_path: Path,
+) -> None:
+    root, _, _ = project(tmp_path)
+    nodes = root / "seeknal" / "nodes.yml"
+    nodes.write_text(nodes.read_text() + 'params: {delimter: ";"}\n')
+
+    with pytest.raises(ProjectError) as raised:
+        Project(root).plan()
+
+    assert str(raised.value).splitlines()[1:] == [
+        (
+            "  seeknal/nodes.yml:9: source.events: unknown option 'delimter' of "
+            "read_csv (the csv reader) (did you mean 'delimiter'?)"
+        )
+    ]

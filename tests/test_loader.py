@@ -351,7 +351,8 @@ def test_cycle_printed_once_in_order(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["..", "a/b", "../../outside", "weekly sales", "a\\b", "1st", "x.y", "é"]
+    "name",
+    ["..", "a/b", "../../outside", "weekly sales", "a\\b", "1st", "x.y", "é", "abc\n"],
 )
 def test_bad_names(tmp_path: Path, name: str) -> None:
     text = f"kind: transform\nname: {json.dumps(name)}\ntransform: SELECT 1 AS one\n"
@@ -361,6 +362,20 @@ def test_bad_names(tmp_path: Path, name: str) -> None:
     assert found == [
         (
             f"seeknal/a.yml:2: name {name!r} is not allowed (a name may hold only "
+            "letters, digits, '_' and '-', starting with a letter or '_' "
+            "(pattern ^[A-Za-z_][A-Za-z0-9_-]*$))"
+        )
+    ]
+
+
+def test_a_name_ending_in_a_newline_is_refused(tmp_path: Path) -> None:
+    text = "kind: transform\nname: |\n  abc\ntransform: SELECT 1 AS one\n"
+
+    found = problems(tmp_path, {"a.yml": text})
+
+    assert found == [
+        (
+            "seeknal/a.yml:2: name 'abc\\n' is not allowed (a name may hold only "
             "letters, digits, '_' and '-', starting with a letter or '_' "
             "(pattern ^[A-Za-z_][A-Za-z0-9_-]*$))"
         )

@@ -802,3 +802,55 @@ def test_schema_needs_no_run_and_gives_the_stored_types(chain: Path) -> None:
     assert not (chain / "target" / "snapshots").exists()
     project.run()
     assert parquet_columns(project.output_path("total")) == schema.columns
+
+
+def test_plan_reports_a_declared_column_the_file_lacks_at_its_schema_line(
+    tmp_path: Path,
+) -> None:
+    root = write_project(
+        tmp_path, SOURCE.replace("{name: label,", "{name: lable,"), CHAIN
+    )
+
+    with pytest.raises(ProjectError) as raised:
+        Project(root).plan()
+
+    assert str(raised.value).splitlines()[1:] == [
+        (
+            "  seeknal/nodes.yml:8: source.numbers: declared column lable not in "
+            "data/numbers.csv; the file has: n, label (fix the column's name in "
+            "'schema', or read a file that has it)"
+        )
+    ]
+    assert not (root / "target" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (None, "data file data/numbers.csv not found (relative to {root})"),
+        ("", "data file data/numbers.csv is empty (0 bytes, no header row)"),
+    ],
+)
+def test_a_missing_or_empty_data_file_is_left_for_the_run(
+    tmp_path: Path, data: str | None, error: str
+) -> None:
+    root = write_project(tmp_path, SOURCE, CHAIN)
+    numbers = root / "data" / "numbers.csv"
+    if data is None:
+        numbers.unlink()
+    else:
+        numbers.write_text(data)
+    project = Project(root)
+
+    manifest = project.plan()
+    with pytest.raises(RunFailed) as failed:
+        project.run()
+
+    assert len(manifest.dag.nodes) == 5
+    result = failed.value.result
+    assert result.nodes["source.numbers"].error == (
+        "source.numbers (seeknal/nodes.yml:1) failed: "
+        + error.format(root=root.resolve())
+    )
+    assert result.statuses()["transform.doubled"] == "skipped"
+    assert result.statuses()["transform.other_count"] == "success"
