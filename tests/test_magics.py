@@ -207,15 +207,15 @@ def test_dry_runs_of_every_selection_print_the_same_through_the_magic(
     for line in (
         "run --dry-run",
         "run --dry-run --full --parallel",
-        "run --dry-run --max-workers 3 --nodes txn_features+",
+        "run --dry-run --max-workers 3 --nodes +txn_features",
         "run --dry-run --tags fraud --types source",
         "run --show-plan --nodes +training_data",
     ):
         printed = _cli(capsys, line, fraud)
         shown = seeknal(ip, line)
         assert printed.strip() == str(shown), line
-    assert "Dry run (incremental, 3 workers): 2 to run, 0 cached" in _cli(
-        capsys, "run --dry-run --max-workers 3 --nodes txn_features+", fraud
+    assert "Dry run (incremental, 3 workers): 9 to run, 0 cached" in _cli(
+        capsys, "run --dry-run --max-workers 3 --nodes +txn_features", fraud
     )
 
 
