@@ -35,7 +35,7 @@ from seeknal_jupyter.execute import (
     open_connection,
     sql_body,
 )
-from seeknal_jupyter.loader import READERS, Node, sql_file_line
+from seeknal_jupyter.loader import READERS, SUGGEST_CUTOFF, Node, sql_file_line
 from seeknal_jupyter.report import plural
 from seeknal_jupyter.sql import quote_ident, quote_literal
 from seeknal_jupyter.yamlfile import Mapping
@@ -235,6 +235,8 @@ def _schema_problem(
             "fix the SQL or the features so they match",
         )
     message, sql_line = _without_sql_position(str(error))
+    if _missing_table(error) is not None:
+        message = re.sub(r'\s*Did you mean "[^"]*"\?', "", message)
     sql = node.sql or ""
     body = sql_body(sql).splitlines() or [""]
     line = _key_line(node, "transform")
@@ -356,24 +358,48 @@ def _without_sql_position(text: str) -> tuple[str, int | None]:
 def _binding_hint(
     error: Exception, node: Node, inputs: list[tuple[str, list[str]]]
 ) -> str:
-    """What to do about a SQL error, by its kind."""
+    """What to do about a SQL error, by its kind.
+
+    A table DuckDB cannot find is held against the node's inputs (DuckDB's own
+    suggestion names its system catalog). For a column, DuckDB's candidate
+    bindings are the columns in scope where it is used (a CTE's, a subquery's),
+    so the inputs' columns are listed only when it names none.
+    """
     if isinstance(error, duckdb.ParserException):
         return "fix the SQL syntax"
-    if isinstance(error, duckdb.CatalogException):
+    table = _missing_table(error)
+    if table is not None:
         if not node.inputs:
             return "it has no inputs; list the nodes it reads in 'inputs'"
-        return (
+        readable = (
             "the SQL can read its inputs: "
             + ", ".join(node.inputs)
             + " (as kind.name, or by bare name when unambiguous)"
         )
+        names = {i.split(".", 1)[1]: i for i in node.inputs}
+        close = difflib.get_close_matches(
+            table.lower(), list(names), n=1, cutoff=SUGGEST_CUTOFF
+        )
+        return f"did you mean {names[close[0]]!r}? " + readable if close else readable
+    if isinstance(error, duckdb.CatalogException):
+        return "check the name of the function or type"
     text = str(error)
     unknown_column = "not found" in text or "does not have a column" in text
+    if unknown_column and "Candidate bindings" in text:
+        return "use a column in scope there; DuckDB's candidates are the closest"
     if unknown_column and inputs:
         return "columns of its inputs: " + "; ".join(
             f"{input_id}: {_listed(columns)}" for input_id, columns in inputs
         )
     return "fix the SQL so it binds against its inputs' columns and types"
+
+
+def _missing_table(error: Exception) -> str | None:
+    """The table a CatalogException says does not exist, if it is about one."""
+    if not isinstance(error, duckdb.CatalogException):
+        return None
+    found = re.search(r"Table with name (\S+) does not exist", str(error))
+    return found.group(1) if found else None
 
 
 def _listed(names: list[str], most: int = 12) -> str:

@@ -45,6 +45,7 @@ SOURCE_FORMATS = ("csv", "parquet", "json")
 READERS = {"csv": "read_csv", "parquet": "read_parquet", "json": "read_json_auto"}
 OPTION_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 EXPORT_FORMATS = ("parquet", "csv")
+SUGGEST_CUTOFF = 0.75  # difflib ratio: a typo or two, not any shared letters
 
 TYPES = {
     "string": "VARCHAR",
@@ -469,8 +470,18 @@ def _resolve(ref: str, ids: set[str], by_name: dict[str, list[str]]) -> str | No
 
 
 def _suggest(ref: str, ids: Iterable[str]) -> str:
-    close = difflib.get_close_matches(ref, list(ids), n=1, cutoff=0.5)
-    return f"did you mean {close[0]!r}?" if close else "check the node id (kind.name)"
+    """"did you mean" the node whose name is close to ``ref``'s (its kind is
+    left out of the comparison, as every id of a kind shares it), preferring one
+    of the same kind."""
+    kind, _, name = ref.rpartition(".")
+    by_name: dict[str, list[str]] = {}
+    for node_id in sorted(ids):
+        by_name.setdefault(node_id.split(".", 1)[1], []).append(node_id)
+    close = difflib.get_close_matches(name, list(by_name), n=1, cutoff=SUGGEST_CUTOFF)
+    if not close:
+        return "check the node id (kind.name)"
+    same_kind = [i for i in by_name[close[0]] if i.startswith(f"{kind}.")]
+    return f"did you mean {(same_kind or by_name[close[0]])[0]!r}?"
 
 
 def sql_file_line(spec: Any, sql: str, line_in_sql: int) -> int | None:

@@ -203,6 +203,29 @@ def test_unknown_input_suggests_a_node(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("ref", "hint"),
+    [
+        ("source.nope", "check the node id (kind.name)"),
+        ("source.num", "check the node id (kind.name)"),
+        ("sorce.numbers", "did you mean 'source.numbers'?"),
+        ("transform.numbers", "did you mean 'source.numbers'?"),
+        ("source.numbres", "did you mean 'source.numbers'?"),
+        ("source.number_name", "did you mean 'source.numbers_name'?"),
+    ],
+)
+def test_only_a_close_name_is_suggested(tmp_path: Path, ref: str, hint: str) -> None:
+    """The kind is not part of the comparison (every source id starts with
+    'source.'), and a name must be a typo or two away to be suggested."""
+    other = SOURCE.replace("name: numbers", "name: numbers_name")
+    text = f"kind: transform\nname: t\ninputs:\n  - ref: {ref}\n"
+    text += "transform: SELECT 1 AS one\n"
+
+    found = problems(tmp_path, {"a.yml": SOURCE, "b.yml": text, "c.yml": other})
+
+    assert found == [f"seeknal/b.yml:4: transform.t: unknown input {ref!r} ({hint})"]
+
+
 def test_unknown_node_in_sql_suggests_a_node(tmp_path: Path) -> None:
     text = "kind: transform\nname: t\ntransform: |\n  SELECT * FROM source.numbrs\n"
 

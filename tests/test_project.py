@@ -696,15 +696,60 @@ def test_a_syntax_error_at_the_end_names_the_last_line(tmp_path: Path) -> None:
     assert problem.message == "Parser Error: syntax error at the end of the SQL"
 
 
-def test_an_unknown_column_lists_the_inputs_columns(tmp_path: Path) -> None:
+def test_an_unknown_column_keeps_duckdbs_candidates(tmp_path: Path) -> None:
     typo = MULTI_LINE.replace("n * 2 AS n2,,", "n * 2 AS n2, lable")
     root = write_project(tmp_path, SOURCE, typo)
 
     problem = one_problem(root)
 
     assert problem.line == 18
-    assert problem.message.startswith(
-        'Binder Error: Referenced column "lable" not found in FROM clause!'
+    assert problem.message == (
+        'Binder Error: Referenced column "lable" not found in FROM clause! '
+        'Candidate bindings: "label"'
+    )
+    assert problem.hint == (
+        "use a column in scope there; DuckDB's candidates are the closest"
+    )
+
+
+def test_an_unknown_column_in_a_cte_names_the_ctes_columns_only(
+    tmp_path: Path,
+) -> None:
+    """DuckDB's candidates are the CTE's columns; the input's columns, which
+    hold the missing one, are not listed as if they were in scope."""
+    cte = """\
+kind: transform
+name: from_cte
+transform: |
+  WITH picked AS (SELECT n AS k FROM source.numbers)
+  SELECT label FROM picked
+"""
+    root = write_project(tmp_path, SOURCE, cte)
+
+    problem = one_problem(root)
+
+    assert (problem.node, problem.line) == ("transform.from_cte", 14)
+    assert problem.message == (
+        'Binder Error: Referenced column "label" not found in FROM clause! '
+        'Candidate bindings: "k"'
+    )
+    assert problem.hint == (
+        "use a column in scope there; DuckDB's candidates are the closest"
+    )
+
+
+def test_a_column_without_candidates_lists_the_inputs_columns(
+    tmp_path: Path,
+) -> None:
+    bare = "kind: transform\nname: bare\ninputs: [{ref: source.numbers}]\n"
+    bare += "transform: SELECT lable\n"
+    root = write_project(tmp_path, SOURCE, bare)
+
+    problem = one_problem(root)
+
+    assert problem.message == (
+        'Binder Error: Referenced column "lable" was not found because the FROM '
+        "clause is missing"
     )
     assert problem.hint == "columns of its inputs: source.numbers: n, label"
 
@@ -716,13 +761,38 @@ def test_an_unknown_table_lists_the_inputs(tmp_path: Path) -> None:
     problem = one_problem(root)
 
     assert problem.line == 19
-    assert problem.message.startswith(
-        "Catalog Error: Table with name numbrs does not exist!"
+    assert problem.message == "Catalog Error: Table with name numbrs does not exist!"
+    assert problem.hint == (
+        "did you mean 'source.numbers'? the SQL can read its inputs: source.numbers "
+        "(as kind.name, or by bare name when unambiguous)"
     )
+
+
+def test_an_unknown_table_names_no_system_table(tmp_path: Path) -> None:
+    """DuckDB suggests a table of its own catalog (pg_enum, duckdb_constraints);
+    the node's inputs are what it can read."""
+    wrong = MULTI_LINE.replace("  FROM numbers", "  FROM nope").replace(",,", ",")
+    root = write_project(tmp_path, SOURCE, wrong)
+
+    problem = one_problem(root)
+
+    assert problem.message == "Catalog Error: Table with name nope does not exist!"
     assert problem.hint == (
         "the SQL can read its inputs: source.numbers (as kind.name, or by bare "
         "name when unambiguous)"
     )
+
+
+def test_an_unknown_function_keeps_duckdbs_suggestion(tmp_path: Path) -> None:
+    wrong = MULTI_LINE.replace("n * 2 AS n2,,", "n * 2 AS n2, lenght(label) AS l")
+    root = write_project(tmp_path, SOURCE, wrong)
+
+    problem = one_problem(root)
+
+    assert problem.message.startswith(
+        "Catalog Error: Scalar Function with name lenght does not exist! Did you mean"
+    )
+    assert problem.hint == "check the name of the function or type"
 
 
 def test_a_missing_feature_points_to_the_features(tmp_path: Path) -> None:
