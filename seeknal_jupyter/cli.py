@@ -32,6 +32,7 @@ from seeknal_jupyter.store import PRODUCTION
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+SCALED_EXAMPLE = "fraud-detection"
 
 
 class ArgumentError(UsageError):
@@ -235,9 +236,8 @@ def build_parser(notebook: bool = False) -> ArgumentParser:
     init.add_argument(
         "--scale",
         type=int,
-        default=1,
         metavar="N",
-        help="multiply the row counts (fraud-detection only)",
+        help="multiply the row counts (fraud-detection only; default: 1)",
     )
 
     for name, summary in (
@@ -384,11 +384,18 @@ Handler = Callable[[argparse.Namespace, Project, Reporter | None], Any]
 
 
 def _init(args: argparse.Namespace, project: Project | None, _: Any) -> Any:
+    if args.scale is not None and args.example != SCALED_EXAMPLE:
+        raise UsageError(
+            f"init --example {args.example}: --scale is for {SCALED_EXAMPLE} "
+            "only; leave it out"
+        )
     folder = Path(args.dir)
     created = _first_missing(folder)
     before = set(folder.iterdir()) if created is None else set()
     try:
-        made = init_example(args.example, folder, args.scale)
+        made = init_example(
+            args.example, folder, 1 if args.scale is None else args.scale
+        )
     except ValueError as error:
         raise UsageError(str(error)) from None
     except OSError as error:
@@ -711,8 +718,16 @@ def _carry_out(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
     if result is not None and not isinstance(result, RunResult):
-        _print_result(result)
+        _print_result(_printable(args, result))
     return _interrupted() if cancel.is_set() else EXIT_OK
+
+
+def _printable(args: argparse.Namespace, result: Any) -> Any:
+    """What the command line prints for a result: the rows of ``show`` (a pandas
+    DataFrame) whole, every column and row, wrapped to the terminal's width."""
+    if args.command == "show" and not args.schema:
+        return result.to_string(line_width=shutil.get_terminal_size().columns)
+    return result
 
 
 def _print_result(result: Any) -> None:

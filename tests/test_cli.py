@@ -938,3 +938,64 @@ def test_a_reader_that_goes_away_does_not_stop_the_run(
     assert status == 0
     state = Project(root).store.load_state("prod")
     assert set(state.entries) == {"source.numbers", "transform.doubled"}
+
+
+def test_show_prints_every_column_and_row_wrapped_to_the_terminal(
+    tmp_path: Path,
+) -> None:
+    columns = ", ".join(f"n * {i} AS column_{i:02d}" for i in range(29))
+    wide = (
+        "---\nkind: transform\nname: wide\ninputs: [{ref: source.numbers}]\n"
+        f"transform: SELECT {columns} FROM numbers, range(25) AS r(i)\n"
+    )
+    root = write_project(tmp_path, NODES + wide)
+    assert seeknal("run", cwd=root).returncode == 0
+    narrow = {**os.environ, "COLUMNS": "100"}
+
+    done = subprocess.run(
+        [*SEEKNAL, "show", "wide", "--limit", "75"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+        env=narrow,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    headers = [word for line in lines for word in line.split() if "column_" in word]
+    assert headers == [f"column_{i:02d}" for i in range(29)]
+    blocks = [line for line in lines if line.startswith("74 ")]
+    assert len(blocks) > 1 and "..." not in done.stdout
+    assert done.stdout.count("\n0 ") == len(blocks)
+
+
+@pytest.mark.parametrize("scale", ["2", "1"])
+def test_scale_is_refused_for_an_example_without_one(
+    tmp_path: Path, scale: str
+) -> None:
+    done = seeknal(
+        "init", "--example", "nyc-flights", "flights", "--scale", scale, cwd=tmp_path
+    )
+
+    assert done.returncode == 2
+    assert done.stderr == (
+        "error: init --example nyc-flights: --scale is for fraud-detection only; "
+        "leave it out\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_environment_name_ending_in_a_newline_is_refused(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+
+    done = seeknal("plan", "dev\n", cwd=root)
+
+    assert done.returncode == 2
+    assert done.stderr == (
+        "error: environment name 'dev\\n' is not allowed: use letters, digits, '_' "
+        "and '-', starting with a letter or '_'\n"
+    )
+    assert not (root / "target" / "environments").exists()
