@@ -259,15 +259,20 @@ def _schema_problem(
 def _reader_options(conn: duckdb.DuckDBPyConnection) -> dict[str, frozenset[str]]:
     """The named parameters of each source format's DuckDB reader, in lower case
     (``duckdb_functions()`` lists them after the positional path)."""
-    options: dict[str, frozenset[str]] = {}
-    for fmt, reader in READERS.items():
-        rows = conn.execute(
-            "SELECT parameters FROM duckdb_functions() "
-            "WHERE function_name = ? AND function_type = 'table'",
-            [reader],
-        ).fetchall()
-        options[fmt] = frozenset(n.lower() for (names,) in rows for n in names[1:])
-    return options
+    rows = conn.execute(
+        "SELECT function_name, parameters FROM duckdb_functions() "
+        "WHERE function_type = 'table' AND list_contains(?, function_name)",
+        [list(READERS.values())],
+    ).fetchall()
+    return {
+        fmt: frozenset(
+            name.lower()
+            for reader_name, names in rows
+            if reader_name == reader
+            for name in names[1:]
+        )
+        for fmt, reader in READERS.items()
+    }
 
 
 def _unknown_options(
