@@ -470,9 +470,9 @@ def _resolve(ref: str, ids: set[str], by_name: dict[str, list[str]]) -> str | No
 
 
 def _suggest(ref: str, ids: Iterable[str]) -> str:
-    """"did you mean" the node whose name is close to ``ref``'s (its kind is
-    left out of the comparison, as every id of a kind shares it), preferring one
-    of the same kind."""
+    """A hint naming the node whose name is close to ``ref``'s (its kind is left
+    out of the comparison, as every id of a kind shares it), preferring one of
+    the same kind."""
     kind, _, name = ref.rpartition(".")
     by_name: dict[str, list[str]] = {}
     for node_id in sorted(ids):

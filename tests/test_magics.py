@@ -264,7 +264,8 @@ def test_the_command_line_and_the_magic_do_the_same(
     printed = _cli(capsys, "show training_data --limit 3", fraud)
     frame = seeknal(ip, "show training_data --limit 3")
     assert isinstance(frame, pd.DataFrame)
-    assert printed.strip() == str(frame).strip()
+    width = shutil.get_terminal_size().columns
+    assert printed.strip() == frame.to_string(line_width=width).strip()
 
     _cli(capsys, f"dag --output {tmp_path / 'cli.svg'}", fraud)
     picture = seeknal(ip, f"dag --output {tmp_path / 'magic.svg'}")
