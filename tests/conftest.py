@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from seeknal_jupyter.examples import init_example
 
 KERNEL = "seeknal-test"
 
@@ -40,3 +43,16 @@ def seeknal_kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("JUPYTER_PATH", folder)
         yield KERNEL
+
+
+@pytest.fixture(scope="session")
+def fraud_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fraud example as ``seeknal init`` writes it, made once; copy it to
+    change it (``fraud``)."""
+    return init_example("fraud-detection", tmp_path_factory.mktemp("template") / "p")
+
+
+@pytest.fixture
+def fraud(fraud_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the fraud example, never run, in this test's folder."""
+    return Path(shutil.copytree(fraud_template, tmp_path / "fraud"))

@@ -38,7 +38,7 @@ from IPython.core.error import UsageError as IPythonUsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import CapturedIO, capture_output
-from jupyter_client.manager import KernelManager
+from kernels import Kernel
 from nbclient import NotebookClient
 
 from seeknal_jupyter import environments, execute
@@ -170,48 +170,6 @@ def shell_cell(ip: Any, code: str) -> tuple[Any, CapturedIO]:
     with capture_output() as shown:
         result = ip.run_cell(code)
     return result, shown
-
-
-class Kernel:
-    """A real ipykernel on this environment's Python, driven over ZeroMQ."""
-
-    def __init__(self, workdir: Path, name: str) -> None:
-        self.manager = KernelManager(kernel_name=name)
-        self.manager.start_kernel(cwd=str(workdir))
-        self.client = self.manager.client()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
-
-    def send(self, code: str) -> str:
-        msg_id: str = self.client.execute(code)
-        return msg_id
-
-    def replied(self) -> bool:
-        """Whether a reply waits on the shell channel (the request has finished)."""
-        return bool(self.client.shell_channel.msg_ready())
-
-    def finish(self, msg_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The reply to a request and its iopub messages, once the kernel is idle."""
-        messages = []
-        while True:
-            message = self.client.get_iopub_msg(timeout=120)
-            if message["parent_header"].get("msg_id") != msg_id:
-                continue
-            messages.append(message)
-            content = message["content"]
-            if message["msg_type"] == "status" and content["execution_state"] == "idle":
-                break
-        while True:
-            reply = self.client.get_shell_msg(timeout=120)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return reply["content"], messages
-
-    def run(self, code: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        return self.finish(self.send(code))
-
-    def close(self) -> None:
-        self.client.stop_channels()
-        self.manager.shutdown_kernel(now=True)
 
 
 def shown_html(messages: list[dict[str, Any]]) -> str:

@@ -4,7 +4,6 @@ friends): binding, the downstream nodes they break, removing and saving."""
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ import pytest
 from seeknal_jupyter import project as project_module
 from seeknal_jupyter.cells import NodeChange
 from seeknal_jupyter.errors import ProjectError, UsageError
-from seeknal_jupyter.examples import init_example
 from seeknal_jupyter.project import Project
 from seeknal_jupyter.yamlfile import Mapping
 
@@ -22,16 +20,6 @@ MERCHANT_IDS_ONLY = (
     "transform: SELECT merchant_id FROM source.merchant_data\n"
 )
 SPENDERS = "SELECT customer_id, sum(amount) AS total FROM transactions GROUP BY 1"
-
-
-@pytest.fixture(scope="module")
-def fraud_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return init_example("fraud-detection", tmp_path_factory.mktemp("template") / "p")
-
-
-@pytest.fixture
-def fraud(fraud_template: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(fraud_template, tmp_path / "fraud"))
 
 
 def test_a_cell_that_breaks_a_downstream_node_is_kept_and_names_it(

@@ -14,20 +14,9 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import start_ipython
 
 from seeknal_jupyter import cli, environments, graph, render
-from seeknal_jupyter.examples import init_example
 from seeknal_jupyter.project import Project
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def fraud_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return init_example("fraud-detection", tmp_path_factory.mktemp("template") / "p")
-
-
-@pytest.fixture
-def fraud(fraud_template: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(fraud_template, tmp_path / "fraud"))
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
@@ -242,11 +241,6 @@ def test_unknown_node_in_sql_suggests_a_node(tmp_path: Path) -> None:
 MERCHANT_RISK = "seeknal/transforms/10_transform_merchant_risk.yml"
 
 
-@pytest.fixture(scope="module")
-def fraud_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return init_example("fraud-detection", tmp_path_factory.mktemp("fraud") / "p")
-
-
 @pytest.mark.parametrize(
     ("old", "new", "line", "message"),
     [
@@ -271,10 +265,10 @@ def fraud_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ],
 )
 def test_a_broken_file_is_its_only_problem(
-    fraud_example: Path, tmp_path: Path, old: str, new: str, line: int, message: str
+    fraud: Path, old: str, new: str, line: int, message: str
 ) -> None:
     """Nodes reading a node of an unparsable file get no 'unknown input' errors."""
-    root = Path(shutil.copytree(fraud_example, tmp_path / "fraud"))
+    root = fraud
     path = root / MERCHANT_RISK
     text = path.read_text()
     assert text.count(old) == 1

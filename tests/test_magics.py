@@ -24,7 +24,6 @@ from traitlets import TraitError
 from seeknal_jupyter import cli
 from seeknal_jupyter.cells import dump_document
 from seeknal_jupyter.errors import UsageError as SeeknalUsageError
-from seeknal_jupyter.examples import init_example
 from seeknal_jupyter.magics import SeeknalMagics
 from seeknal_jupyter.progress import ProgressPanel
 from seeknal_jupyter.project import Project
@@ -33,16 +32,6 @@ from seeknal_jupyter.report import RunResult, TextReporter
 from seeknal_jupyter.yamlfile import read_yaml
 
 FRAUD_IDS = 15
-
-
-@pytest.fixture(scope="session")
-def fraud_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return init_example("fraud-detection", tmp_path_factory.mktemp("template") / "p")
-
-
-@pytest.fixture
-def fraud(fraud_template: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(fraud_template, tmp_path / "fraud"))
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from typing import Any
 import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
-from jupyter_client.manager import KernelManager
+from kernels import Kernel
 from nbclient import NotebookClient
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -422,64 +422,12 @@ def test_binder_installs_what_the_notebooks_import_and_no_more() -> None:
         assert {d.lower() for d in distributions[module]} <= set(pins), module
 
 
-class Kernel:
-    """A real ipykernel driven over ZeroMQ, recording when each message arrives."""
-
-    def __init__(self, workdir: Path, name: str) -> None:
-        self.manager = KernelManager(kernel_name=name)
-        self.manager.start_kernel(cwd=str(workdir))
-        self.client = self.manager.client()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
-
-    def send(self, code: str) -> str:
-        msg_id: str = self.client.execute(code)
-        return msg_id
-
-    def messages(self, msg_id: str, timeout: float = 120) -> list[tuple[float, Any]]:
-        """Every iopub message of a request, timed, until the kernel is idle."""
-        seen = []
-        while True:
-            message = self.client.get_iopub_msg(timeout=timeout)
-            seen.append((time.monotonic(), message))
-            if (
-                message["parent_header"].get("msg_id") == msg_id
-                and message["msg_type"] == "status"
-                and message["content"]["execution_state"] == "idle"
-            ):
-                return seen
-
-    def reply(self, msg_id: str, timeout: float = 120) -> tuple[float, Any]:
-        while True:
-            message = self.client.get_shell_msg(timeout=timeout)
-            if message["parent_header"].get("msg_id") == msg_id:
-                return time.monotonic(), message
-
-    def run(self, code: str) -> list[Any]:
-        msg_id = self.send(code)
-        seen = [m for _, m in self.messages(msg_id)]
-        _, reply = self.reply(msg_id)
-        assert reply["content"]["status"] == "ok", seen
-        return seen
-
-    def click(self, comm_id: str) -> None:
-        content = {
-            "comm_id": comm_id,
-            "data": {"method": "custom", "content": {"event": "click"}},
-        }
-        self.client.shell_channel.send(self.client.session.msg("comm_msg", content))
-
-    def close(self) -> None:
-        self.client.stop_channels()
-        self.manager.shutdown_kernel(now=True)
-
-
 def test_the_kernel_runs_in_this_environment(
     tmp_path: Path, seeknal_kernel: str
 ) -> None:
     running = Kernel(tmp_path, seeknal_kernel)
     try:
-        shown = running.run("import sys\nsys.prefix")
+        shown = running.run_ok("import sys\nsys.prefix")
     finally:
         running.close()
     results = [
@@ -493,7 +441,7 @@ def test_the_kernel_runs_in_this_environment(
 @pytest.fixture
 def kernel(tmp_path: Path, seeknal_kernel: str) -> Any:
     running = Kernel(tmp_path, seeknal_kernel)
-    running.run(
+    running.run_ok(
         "%load_ext seeknal_jupyter\n%seeknal init --example fraud-detection fraud"
     )
     yield running
@@ -510,7 +458,7 @@ def widget_models(messages: list[tuple[float, Any]]) -> dict[str, str]:
 
 
 def test_widget_updates_arrive_while_the_cell_is_running(kernel: Kernel) -> None:
-    kernel.run(
+    kernel.run_ok(
         "%%seeknal_node transform slow\n"
         "SELECT sum(hash(range) % 1000) AS total FROM range(600000000)"
     )
@@ -573,7 +521,7 @@ def test_widget_updates_arrive_while_the_cell_is_running(kernel: Kernel) -> None
 
 
 def test_the_cancel_button_stops_a_running_cell(kernel: Kernel) -> None:
-    kernel.run(
+    kernel.run_ok(
         "%%seeknal_node transform endless\n"
         "SELECT sum(hash(range)) AS total FROM range(20000000000)"
     )
@@ -635,7 +583,7 @@ def test_the_cancel_button_stops_a_running_cell(kernel: Kernel) -> None:
     )
     assert [
         m["content"]["data"]["text/plain"]
-        for m in kernel.run("6 * 7")
+        for m in kernel.run_ok("6 * 7")
         if m["msg_type"] == "execute_result"
     ] == ["42"]
 
@@ -646,7 +594,7 @@ def test_the_cancel_button_stops_a_running_cell(kernel: Kernel) -> None:
 def test_an_assigned_or_hidden_run_still_shows_its_summary_once(
     kernel: Kernel, cell: str
 ) -> None:
-    messages = kernel.run(cell)
+    messages = kernel.run_ok(cell)
 
     shown = [m for m in messages if m["msg_type"].endswith(("display_data", "result"))]
     assert [m["msg_type"] for m in shown] == ["display_data", "update_display_data"]
@@ -656,7 +604,7 @@ def test_an_assigned_or_hidden_run_still_shows_its_summary_once(
     assert summary["text/html"].count(">SUCCESS<") == 15
 
     if cell.startswith("r ="):
-        later = kernel.run("r")
+        later = kernel.run_ok("r")
         (again,) = [m for m in later if m["msg_type"] == "display_data"]
         assert again["content"]["data"]["text/html"] == summary["text/html"]
         assert again["content"]["data"]["text/plain"].startswith("<RunResult Run ")

@@ -13,7 +13,6 @@ import pytest
 
 from seeknal_jupyter.errors import RunFailed
 from seeknal_jupyter.events import NodeFinished, NodeStarted, RunFinished, RunStarted
-from seeknal_jupyter.examples import init_example
 from seeknal_jupyter.progress import ProgressPanel
 from seeknal_jupyter.project import Project
 
@@ -22,16 +21,6 @@ SLOW_NODE = """kind: transform
 name: slow
 transform: SELECT sum(hash(range)) AS total FROM range(100000000000)
 """
-
-
-@pytest.fixture(scope="session")
-def fraud_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return init_example("fraud-detection", tmp_path_factory.mktemp("template") / "p")
-
-
-@pytest.fixture
-def fraud(fraud_template: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(fraud_template, tmp_path / "fraud"))
 
 
 class Shown:
