@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seeknal_jupyter import environments
 from seeknal_jupyter.examples import init_example
 from seeknal_jupyter.project import Project
+from seeknal_jupyter.promote import promote
 
 FEATURE = "  ip_reputation_score:\n    dtype: float\n"
 FEATURES_FILE = "seeknal/feature_groups/13_feature_group_txn_features.yml"
@@ -110,7 +111,7 @@ def measure(
         assert len(changed) == 1, plan
         environments.apply(project, env, parallel=True)
         started = time.perf_counter()
-        result = environments.promote(project, env)
+        result = promote(project, env)
         calls.append(time.perf_counter() - started)
         commits.append(result.seconds)
     assert result is not None

@@ -507,13 +507,13 @@ def _apply(
 
 
 def _promote(args: argparse.Namespace, project: Project, _: Any) -> Any:
-    from seeknal_jupyter import environments
+    from seeknal_jupyter.promote import promote
 
-    return environments.promote(project, args.source, args.target)
+    return promote(project, args.source, args.target)
 
 
 def _env(args: argparse.Namespace, project: Project, reporter: Reporter | None) -> Any:
-    from seeknal_jupyter import environments
+    from seeknal_jupyter import environments, inventory
 
     if args.env_command == "plan":
         return environments.plan(project, args.env)
@@ -522,15 +522,15 @@ def _env(args: argparse.Namespace, project: Project, reporter: Reporter | None) 
     if args.env_command == "promote":
         return _promote(args, project, reporter)
     if args.env_command == "delete":
-        return environments.delete(project, args.env)
-    return environments.list_environments(project)
+        return inventory.delete(project, args.env)
+    return inventory.list_environments(project)
 
 
 def _diff(args: argparse.Namespace, project: Project, _: Any) -> Any:
-    from seeknal_jupyter import environments
+    from seeknal_jupyter.diff import diff
 
     env = project.environment(args.env)
-    return environments.diff(project, args.node, env, limit=args.limit)
+    return diff(project, args.node, env, limit=args.limit)
 
 
 def _show(args: argparse.Namespace, project: Project, _: Any) -> Any:

@@ -1,5 +1,8 @@
-"""Environments: plan a changed project against production, apply it beside production,
-promote it atomically, inspect, list and delete environments.
+"""Environments: plan a changed project against production, apply it beside production.
+
+Promoting an applied environment is in :mod:`seeknal_jupyter.promote`, comparing its
+outputs with production's in :mod:`seeknal_jupyter.diff`, listing and deleting
+environments in :mod:`seeknal_jupyter.inventory`; they share the helpers here.
 
 An environment is a mapping from node ids to snapshots (its state), like production's.
 It holds only the outputs its plan built; every other input is read from production's
@@ -22,19 +25,14 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import logging
-import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
-from seeknal_jupyter import exposures
 from seeknal_jupyter.changes import (
     Change,
     ChangeClass,
@@ -45,9 +43,8 @@ from seeknal_jupyter.changes import (
     compare as compare_definitions,
 )
 from seeknal_jupyter.dag import Dag
-from seeknal_jupyter.errors import ProjectError, RunFailed, UsageError
+from seeknal_jupyter.errors import RunFailed, UsageError
 from seeknal_jupyter.events import Reporter, Reporters
-from seeknal_jupyter.execute import connection
 from seeknal_jupyter.fingerprint import fingerprints
 from seeknal_jupyter.loader import NAME_PATTERN, NAME_RULE, Node
 from seeknal_jupyter.project import (
@@ -57,31 +54,18 @@ from seeknal_jupyter.project import (
     worker_count,
 )
 from seeknal_jupyter.report import RunResult, plural
-from seeknal_jupyter.sql import quote_ident, quote_literal
 from seeknal_jupyter.store import (
     PLAN_FILE,
     PRODUCTION,
     Entry,
     State,
     Store,
-    display_name,
     is_production,
     write_text_atomically,
 )
 
-log = logging.getLogger(__name__)
-
 PENDING_PLAN_FILE = "plan.pending.json"
 ENV_FILE = "env.json"
-PROMOTE_STEPS = (
-    "locked",
-    "checked",
-    "linked",
-    "state-written",
-    "exposure-links",
-    "pointed",
-    "recorded",
-)
 SECTION_ORDER = (
     ChangeClass.BREAKING,
     ChangeClass.NON_BREAKING,
@@ -147,12 +131,23 @@ def state_digest(state: State) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def is_built(state: State, store: Store, node_id: str, fingerprint: str) -> bool:
+    """Whether ``state`` has the node's output made with ``fingerprint``, intact."""
+    entry = state.entries.get(node_id)
+    return (
+        entry is not None
+        and entry.fingerprint == fingerprint
+        and store.file_problem(entry) is None
+    )
+
+
 def environments(store: Store) -> list[str]:
     """Names of the environments that exist beside production, sorted."""
     return store.environments()
 
 
-def _unknown_environment(store: Store, env: str) -> UsageError:
+def unknown_environment(store: Store, env: str) -> UsageError:
+    """The error for an environment that does not exist, listing those that do."""
     known = ", ".join(environments(store)) or "none"
     return UsageError(f"no environment {env!r} (environments: {known})")
 
@@ -164,6 +159,13 @@ def _digests(store: Store) -> dict[str, str]:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def format_time(seconds: float | None) -> str:
+    """A time in seconds since the epoch as messages show it (``-`` for none)."""
+    if seconds is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
 
 
 def _relative(project: Project, path: Path) -> str:
@@ -378,7 +380,8 @@ def plan_path(project: Project, env: str) -> Path:
     return project.store.env_folder(env) / PLAN_FILE
 
 
-def _pending_plan_path(store: Store, env: str) -> Path:
+def pending_plan_path(store: Store, env: str) -> Path:
+    """Where a promote to ``env`` leaves the plan it gives it."""
     return store.env_folder(env) / PENDING_PLAN_FILE
 
 
@@ -469,7 +472,7 @@ def plan(project: Project, env: str) -> EnvPlan:
         result = _compare(project, env, dag, fps, store.load_state(PRODUCTION))
         path = plan_path(project, env)
         write_text_atomically(path, json.dumps(result.to_json(), indent=1))
-        _record(store, env, planned_at=time.time())
+        update_env_record(store, env, planned_at=time.time())
     result.path = path.relative_to(project.root)
     return result
 
@@ -506,7 +509,7 @@ def load_plan(project: Project, env: str) -> EnvPlan:
 def _pending_plan(store: Store, env: str) -> dict[str, Any] | None:
     """The plan a promote gave ``env``, if that promote has committed."""
     try:
-        body = json.loads(_pending_plan_path(store, env).read_text(encoding="utf-8"))
+        body = json.loads(pending_plan_path(store, env).read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         return None
     current = store.generation(env)
@@ -570,7 +573,8 @@ def _record_path(store: Store, env: str) -> Path:
     return store.env_folder(env) / ENV_FILE
 
 
-def _read_record(store: Store, env: str) -> dict[str, Any]:
+def read_env_record(store: Store, env: str) -> dict[str, Any]:
+    """What ``env.json`` says of ``env`` (empty when it has none or is unreadable)."""
     try:
         body = json.loads(_record_path(store, env).read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
@@ -578,9 +582,9 @@ def _read_record(store: Store, env: str) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _record(store: Store, env: str, **events: Any) -> None:
+def update_env_record(store: Store, env: str, **events: Any) -> None:
     """Note when ``env`` was planned, applied or promoted (hold the write lock)."""
-    body = _read_record(store, env)
+    body = read_env_record(store, env)
     now = time.time()
     body.setdefault("created", now)
     body["last_accessed"] = now
@@ -642,7 +646,7 @@ def _check_plan_current(
     Any change since the plan counts, metadata (description, owner, tags)
     included, so what a promote records is what the plan showed.
     """
-    differing = _changed_since_plan(result, dag, fps)
+    differing = changed_since_plan(result, dag, fps)
     if differing:
         first, what = differing[0]
         raise UsageError(
@@ -657,7 +661,7 @@ def _check_plan_current(
         )
 
 
-def _changed_since_plan(
+def changed_since_plan(
     result: EnvPlan, dag: Dag, fps: dict[str, str]
 ) -> list[tuple[str, str]]:
     """Each node that differs from when the plan was made, with what changed."""
@@ -689,15 +693,6 @@ def _what_changed(result: EnvPlan, node: Node, fingerprint: str) -> str | None:
     if fingerprint != result.fingerprints[node.id]:
         return "its data or an input changed"
     return None
-
-
-def _built(state: State, store: Store, node_id: str, fingerprint: str) -> bool:
-    entry = state.entries.get(node_id)
-    return (
-        entry is not None
-        and entry.fingerprint == fingerprint
-        and store.file_problem(entry) is None
-    )
 
 
 def apply(
@@ -821,7 +816,7 @@ def apply(
             fallback=[split.production],
             result=result,
         )
-        _record(store, env, applied_at=time.time())
+        update_env_record(store, env, applied_at=time.time())
         store.collect(keep=replaced)
     if not result.ok:
         raise RunFailed(result)
@@ -898,899 +893,3 @@ def _split(
         and n in production.entries
     ]
     return _Split(to_run, kept, borrowed, seed, production)
-
-
-# ---------------------------------------------------------------- promote
-
-
-@dataclass
-class PromoteResult:
-    """What a promote changed, and how long the commit took."""
-
-    source: str
-    target: str
-    generation: str
-    promoted: list[str]
-    kept: int
-    removed: list[str]
-    relabelled: list[str]
-    linked: int
-    linked_bytes: int
-    seconds: float
-    notes: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        target = _named(self.target)
-        text = (
-            f"Promoted {self.source!r} to {target}: "
-            f"{plural(len(self.promoted), 'output')} from {self.source}, "
-            f"{self.kept} kept, {len(self.removed)} removed, "
-            f"{plural(len(self.relabelled), 'definition')} updated without running. "
-            f"{plural(self.linked, 'output')} "
-            f"({self.linked_bytes / 1e6:.1f} MB) linked, no data copied, in "
-            f"{self.seconds:.3f}s; {target} now points to {self.generation}"
-        )
-        return "\n".join([text, *self.notes])
-
-    def __repr__(self) -> str:
-        return (
-            f"<PromoteResult {self.source} -> {display_name(self.target)}: "
-            f"{len(self.promoted)} promoted>"
-        )
-
-    def _repr_html_(self) -> str:
-        return "".join(f"<p>{html.escape(line)}</p>" for line in str(self).split("\n"))
-
-
-def _named(env: str) -> str:
-    """An environment as messages name it: production, or 'name'."""
-    return "production" if is_production(env) else repr(env)
-
-
-def _promoted_state(
-    target: str, target_state: State, source_state: State, saved: EnvPlan
-) -> State:
-    """Production keeps its entries and takes the source's; another target mirrors it.
-
-    Only the source's outputs made as planned are taken (an output of an
-    earlier plan that a later apply did not rebuild stays behind).
-    """
-    entries = dict(target_state.entries) if target == PRODUCTION else {}
-    if target == PRODUCTION:
-        for node_id in saved.of_class(ChangeClass.REMOVED):
-            entries.pop(node_id, None)
-        for node_id in saved.of_class(ChangeClass.METADATA):
-            entry = entries.get(node_id)
-            record = saved.records.get(node_id)
-            if (
-                entry is not None
-                and record is not None
-                and entry.fingerprint == saved.fingerprints.get(node_id)
-            ):
-                entries[node_id] = replace(entry, node=record)
-    entries.update(
-        {
-            n: e
-            for n, e in source_state.entries.items()
-            if e.fingerprint == saved.fingerprints.get(n)
-        }
-    )
-    unbuilt = target_state.info.get("definitions", {}) if target == PRODUCTION else {}
-    info = {
-        "definitions": {n: r for n, r in unbuilt.items() if n not in entries},
-        "promoted_from": saved.env if target == PRODUCTION else source_state.env,
-        "promoted_at": time.time(),
-        "promoted_digest": state_digest(State(target, entries)),
-        "plan": saved.created,
-        "plan_id": saved.plan_id,
-    }
-    return State(target, entries, info)
-
-
-def promote(
-    project: Project,
-    source_env: str,
-    target_env: str = PRODUCTION,
-    *,
-    on_step: Callable[[str], None] | None = None,
-) -> PromoteResult:
-    """Make the outputs of ``source_env`` those of ``target_env``, atomically.
-
-    A new generation of the target is made from hard links to existing snapshots
-    and exposure files (no data is copied), then one rename of the target's
-    ``cache`` link commits it: a crash at any moment leaves the target wholly old
-    or wholly new, its exposure files included, since every ``params.path`` (and
-    an environment's ``exports`` folder) is a link through ``cache``.
-
-    Args:
-        project: the project.
-        source_env: an applied environment.
-        target_env: production (default; ``prod`` or ``production``) or another
-            environment, which then mirrors the source (its plan included).
-        on_step: called with each name of ``PROMOTE_STEPS`` as it is reached.
-
-    Returns:
-        What was promoted and how long it took.
-
-    Raises:
-        UsageError: the source is production, not applied or already promoted,
-            or the target changed since the source's plan was made.
-        LockedError: another process (another promote) is writing the project.
-    """
-    if is_production(source_env or ""):
-        raise UsageError(
-            f"{source_env!r} is production, which is promoted to, not from; "
-            "promote an environment: seeknal promote ENV [TO]"
-        )
-    store = project.store
-    source = environment_name(source_env, store)
-    target = environment_name(target_env, store, production_allowed=True)
-    if source == target:
-        raise UsageError(f"cannot promote {source!r} to itself")
-    step = on_step or (lambda name: None)
-    with store.writing(f"seeknal promote {source} {display_name(target)}"):
-        started = time.perf_counter()
-        step("locked")
-        settle_plans(store)
-        saved = load_plan(project, source)
-        _check_not_promoted(store, saved, target)
-        target_state = store.load_state(target)
-        _check_target_unchanged(saved, target, target_state)
-        source_state = store.load_state(source)
-        missing = [
-            n
-            for n in saved.to_execute
-            if not _built(source_state, store, n, saved.fingerprints[n])
-        ]
-        if missing:
-            raise UsageError(
-                f"{source!r} is not applied "
-                f"({plural(len(missing), 'planned node')} not built, "
-                f"first {missing[0]}); run: seeknal run --env {source}"
-            )
-        step("checked")
-        store.remove_partials()
-        state = _promoted_state(target, target_state, source_state, saved)
-        generation = store.new_generation(target)
-        linked_bytes = 0
-        for node_id, entry in state.entries.items():
-            store.publish(generation, node_id, entry)
-            linked_bytes += entry.size + (entry.export.size if entry.export else 0)
-        step("linked")
-        store.save_state(generation, state)
-        if target != PRODUCTION:
-            _mirror_plan(project, saved, target, state, generation)
-        step("state-written")
-        if target == PRODUCTION:
-            notes = exposures.link_production(store, project.root, state)
-        else:
-            notes = []
-            exposures.link_environment(store, target)
-        step("exposure-links")
-        replaced = store.generation(target)
-        store.point(target, generation)
-        seconds = time.perf_counter() - started
-        step("pointed")
-        settle_plans(store)
-        if target == PRODUCTION:
-            exposures.unlink_removed(store, project.root, state)
-        _record(
-            store,
-            source,
-            promoted_at=time.time(),
-            promoted_to=target,
-            promoted_digest=state.info["promoted_digest"],
-        )
-        if target != PRODUCTION:
-            _record(store, target, planned_at=time.time(), applied_at=time.time())
-        store.collect(keep=replaced)
-        step("recorded")
-    promoted = sorted(
-        n for n, e in source_state.entries.items() if state.entries.get(n) == e
-    )
-    return PromoteResult(
-        source=source,
-        target=target,
-        generation=generation.name,
-        promoted=promoted,
-        kept=len(state.entries) - len(promoted),
-        removed=[
-            n
-            for n in saved.of_class(ChangeClass.REMOVED)
-            if n in target_state.entries and target == PRODUCTION
-        ],
-        relabelled=sorted(saved.of_class(ChangeClass.METADATA))
-        if target == PRODUCTION
-        else [],
-        linked=len(state.entries),
-        linked_bytes=linked_bytes,
-        seconds=seconds,
-        notes=notes,
-    )
-
-
-@dataclass(frozen=True)
-class _Promotion:
-    """Where and when an environment's current plan was promoted, and the state
-    digest the target had right then."""
-
-    target: str
-    at: float
-    digest: str | None
-
-
-def _promotion(
-    store: Store, env: str, saved: EnvPlan | None, states: dict[str, State]
-) -> _Promotion | None:
-    """Where and when the current plan of ``env`` was promoted, if it was.
-
-    The environment's record says so once the promote finished; the target's
-    state says so from the moment it committed (a promote killed in between).
-    """
-    record = _read_record(store, env)
-    if record.get("promoted_at", -1) >= record.get("planned_at", 0):
-        return _Promotion(
-            str(record.get("promoted_to", PRODUCTION)),
-            float(record["promoted_at"]),
-            record.get("promoted_digest"),
-        )
-    if saved is None or not saved.plan_id:
-        return None
-    for target, state in states.items():
-        info = state.info
-        if info.get("promoted_from") == env and info.get("plan_id") == saved.plan_id:
-            return _Promotion(
-                target, float(info.get("promoted_at", 0)), info.get("promoted_digest")
-            )
-    return None
-
-
-def _check_not_promoted(store: Store, saved: EnvPlan, target: str) -> None:
-    done = _promotion(store, saved.env, saved, {target: store.load_state(target)})
-    if done is not None and done.target == target:
-        raise UsageError(
-            f"{saved.env!r} is already promoted to {_named(target)} (at "
-            f"{_stamp(done.at)}); to promote new changes, plan and apply it again: "
-            f"seeknal plan {saved.env}; seeknal run --env {saved.env}"
-        )
-
-
-def _check_target_unchanged(saved: EnvPlan, target: str, target_state: State) -> None:
-    recorded = saved.digests.get(target, state_digest(State(target)))
-    if state_digest(target_state) != recorded:
-        raise UsageError(
-            f"{_named(target)} changed since 'seeknal plan {saved.env}' was made; "
-            f"re-plan and apply {saved.env} (seeknal plan {saved.env}; seeknal run "
-            f"--env {saved.env}) before promoting"
-        )
-
-
-def _mirror_plan(
-    project: Project, saved: EnvPlan, target: str, state: State, generation: Path
-) -> None:
-    """Give the target the source's plan, as of the state it is about to get.
-
-    The plan is written as pending, naming ``generation``: readers take it only
-    once that generation is the target's current one (see :func:`load_plan`).
-    """
-    mirrored = replace(saved, env=target, digests=dict(saved.digests))
-    mirrored.digests[target] = state_digest(state)
-    body = {"generation": generation.name, "plan": mirrored.to_json()}
-    write_text_atomically(
-        _pending_plan_path(project.store, target), json.dumps(body, indent=1)
-    )
-
-
-# ---------------------------------------------------------------- list, delete
-
-
-@dataclass
-class EnvRow:
-    """One environment in ``seeknal env list``.
-
-    ``target_changed`` says that the environment it was promoted to has changed
-    since (a later run or promote there).
-    """
-
-    name: str
-    created: float | None
-    last_accessed: float | None
-    status: str
-    to_execute: int
-    outputs: int
-    promoted_to: str | None = None
-    target_changed: bool = False
-
-    def status_text(self) -> str:
-        """The status as listed: ``promoted to production; production has changed
-        since``, ``applied``, ..."""
-        if self.promoted_to is None:
-            return self.status
-        target = display_name(self.promoted_to)
-        text = f"{self.status} to {target}"
-        return text + (f"; {target} has changed since" if self.target_changed else "")
-
-
-def _stamp(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
-
-
-@dataclass
-class EnvList:
-    """The environments of a project, with production's size for reference."""
-
-    production_outputs: int
-    rows: list[EnvRow]
-
-    def names(self) -> list[str]:
-        return [r.name for r in self.rows]
-
-    def row(self, name: str) -> EnvRow:
-        return next(r for r in self.rows if r.name == name)
-
-    def _table(self) -> list[tuple[str, ...]]:
-        return [
-            (
-                r.name,
-                _stamp(r.created),
-                _stamp(r.last_accessed),
-                r.status_text(),
-                str(r.to_execute),
-                str(r.outputs),
-            )
-            for r in self.rows
-        ]
-
-    HEADINGS = ("name", "created", "last accessed", "status", "to run", "outputs")
-
-    def __str__(self) -> str:
-        if not self.rows:
-            return (
-                f"No environments (production holds {self.production_outputs} "
-                "outputs). Make one with: seeknal plan NAME"
-            )
-        table = [self.HEADINGS, *self._table()]
-        widths = [max(len(row[i]) for row in table) for i in range(len(self.HEADINGS))]
-        lines = [
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-            for row in table
-        ]
-        lines.append(f"production holds {self.production_outputs} outputs")
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return f"<EnvList {', '.join(self.names()) or 'empty'}>"
-
-    def _repr_html_(self) -> str:
-        head = "".join(f"<th>{h}</th>" for h in self.HEADINGS)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-            for row in self._table()
-        )
-        return (
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            f"<p>production holds {self.production_outputs} outputs</p>"
-        )
-
-
-def _status(
-    store: Store,
-    env: str,
-    saved: EnvPlan | None,
-    record: dict[str, Any],
-    current: tuple[Dag, dict[str, str]] | None,
-    production_digest: str,
-) -> str:
-    """Planned, applied or stale, by the checks apply and promote make.
-
-    Stale: the project (metadata included) or production changed since the
-    plan, so that apply would refuse it. ``current`` is None when the project
-    does not load; its edits are then left out.
-    """
-    if saved is None:
-        return "empty"
-    changed = current is not None and bool(_changed_since_plan(saved, *current))
-    if changed or production_digest != saved.digests.get(PRODUCTION):
-        return "stale"
-    state = store.load_state(env)
-    if all(_built(state, store, n, saved.fingerprints[n]) for n in saved.to_execute):
-        planned = record.get("planned_at", 0)
-        return "applied" if record.get("applied_at", -1) >= planned else "planned"
-    return "planned"
-
-
-def list_environments(project: Project) -> EnvList:
-    """Every environment with its dates, status and node counts.
-
-    A project that does not load still lists (statuses then ignore its edits), but
-    a folder with no project at all is refused like every other command refuses it.
-    """
-    store = project.store
-    try:
-        dag = project.dag()
-        current: tuple[Dag, dict[str, str]] | None = (
-            dag,
-            fingerprints(dag, project.root),
-        )
-    except ProjectError as error:
-        if not (project.root / "seeknal").is_dir() and not project.cells:
-            raise
-        log.info("statuses ignore project changes: %s", error)
-        current = None
-    names = environments(store)
-    states = {env: store.load_state(env) for env in (PRODUCTION, *names)}
-    digest = state_digest(states[PRODUCTION])
-    rows = []
-    for env in names:
-        try:
-            saved: EnvPlan | None = load_plan(project, env)
-        except UsageError:
-            saved = None
-        record = _read_record(store, env)
-        promotion = _promotion(store, env, saved, states)
-        accessed = [t for t in (record.get("last_accessed"), store.accessed(env)) if t]
-        row = EnvRow(
-            name=env,
-            created=record.get("created"),
-            last_accessed=max(accessed) if accessed else None,
-            status=_status(store, env, saved, record, current, digest),
-            to_execute=len(saved.to_execute) if saved else 0,
-            outputs=len(states[env].entries),
-        )
-        if promotion is not None:
-            target = states.get(promotion.target)
-            row.status, row.promoted_to = "promoted", promotion.target
-            row.target_changed = target is None or (
-                promotion.digest is not None
-                and state_digest(target) != promotion.digest
-            )
-        rows.append(row)
-    rows.sort(key=lambda r: (r.created or 0, r.name))
-    return EnvList(len(states[PRODUCTION].entries), rows)
-
-
-@dataclass
-class DeleteResult:
-    """What deleting an environment freed.
-
-    ``own`` are the environment's outputs deleted with it and ``shared`` those it
-    held that stay (production or another environment uses them); ``others``
-    are outputs no environment used any more, also deleted. Sizes in bytes.
-    """
-
-    env: str
-    own: int
-    own_bytes: int
-    shared: int
-    others: int
-    others_bytes: int
-
-    def __str__(self) -> str:
-        text = f"Deleted environment {self.env!r}"
-        if self.own and self.shared:
-            text += (
-                f" and {self.own} of its outputs ({_mb(self.own_bytes)} freed); "
-                f"{_shared(self.shared)}"
-            )
-        elif self.own:
-            text += (
-                f" and its {plural(self.own, 'output')} ({_mb(self.own_bytes)} freed)"
-            )
-        elif self.shared:
-            text += f"; {_shared(self.shared)}"
-        else:
-            text += " (it held no outputs of its own)"
-        if self.others:
-            text += (
-                f"; also freed {plural(self.others, 'output')} no environment uses "
-                f"({_mb(self.others_bytes)})"
-            )
-        return text
-
-    def _repr_html_(self) -> str:
-        return f"<p>{html.escape(str(self))}</p>"
-
-
-def _mb(size: int) -> str:
-    return f"{size / 1e6:.1f} MB"
-
-
-def _shared(count: int) -> str:
-    one = count == 1
-    return (
-        f"{plural(count, 'output')} it held {'stays' if one else 'stay'}: production "
-        f"or another environment uses {'it' if one else 'them'}"
-    )
-
-
-def delete(project: Project, env: str) -> DeleteResult:
-    """Remove an environment and the outputs nothing else uses.
-
-    Raises:
-        UsageError: ``env`` is production or does not exist.
-        LockedError: another process is writing the project.
-    """
-    if is_production(env or ""):
-        raise UsageError(
-            f"{env!r} is production, which cannot be deleted; delete an "
-            "environment beside it"
-        )
-    store = project.store
-    env = environment_name(env, store)
-    if env not in environments(store):
-        raise _unknown_environment(store, env)
-    with store.writing(f"seeknal env delete {env}"):
-        settle_plans(store)
-        held = list(store.load_state(env).entries.values())
-        store.env_link(env).unlink(missing_ok=True)
-        shutil.rmtree(store.env_folder(env))
-        freed = store.collect().files
-    own = [e for e in held if e.snapshot in freed]
-    own_files = {f for e in own for f in e.files()}
-    others = [f for f in freed if f not in own_files]
-    return DeleteResult(
-        env=env,
-        own=len(own),
-        own_bytes=sum(freed[f] for f in own_files if f in freed),
-        shared=len(held) - len(own),
-        others=sum(1 for f in others if ".export." not in f),
-        others_bytes=sum(freed[f] for f in others),
-    )
-
-
-# ---------------------------------------------------------------- diff
-
-
-@dataclass
-class MatchedRows:
-    """The rows of both sides matched on a node's keys (a feature group's entity
-    join keys), and how their values differ."""
-
-    keys: list[str]
-    changed_rows: int
-    changed_columns: dict[str, int]
-    keys_only_in_env: int
-    keys_only_in_production: int
-
-
-@dataclass
-class NodeDiff:
-    """How a node's output in an environment differs from production's.
-
-    Columns both sides have are compared by name; a column whose type changed is
-    compared as ``compared_as[column]`` on both sides. With ``matched``, the
-    sample holds matched rows that differ, each differing column as in
-    production beside its value in the environment; otherwise it holds rows found
-    on one side only, with a ``side`` column.
-    """
-
-    node_id: str
-    env: str
-    env_path: Path | None
-    production_path: Path | None
-    only_in_env: list[tuple[str, str]]
-    only_in_production: list[tuple[str, str]]
-    type_changes: list[tuple[str, str, str]]
-    env_rows: int
-    production_rows: int
-    rows_only_in_env: int
-    rows_only_in_production: int
-    sample: Any
-    compared_as: dict[str, str] = field(default_factory=dict)
-    matched: MatchedRows | None = None
-
-    @property
-    def same(self) -> bool:
-        return not (
-            self.only_in_env
-            or self.only_in_production
-            or self.type_changes
-            or self.rows_only_in_env
-            or self.rows_only_in_production
-        )
-
-    def _lines(self) -> list[str]:
-        if self.env_path is None:
-            own = f"{self.env} has no output of its own for {self.node_id}"
-            return [f"{own}: it reads production's."]
-        lines = []
-        lines += [f"column {c} ({t}) only in {self.env}" for c, t in self.only_in_env]
-        lines += [
-            f"column {c} ({t}) only in production" for c, t in self.only_in_production
-        ]
-        lines += [
-            f"column {c}: {old} in production, {new} in {self.env} (compared as "
-            f"{self.compared_as.get(c, new)})"
-            for c, old, new in self.type_changes
-        ]
-        lines.append(
-            f"rows: {self.production_rows:,} in production, {self.env_rows:,} in "
-            f"{self.env}; {self.rows_only_in_env:,} only in {self.env}, "
-            f"{self.rows_only_in_production:,} only in production "
-            "(compared on the columns both have)"
-        )
-        if self.matched is not None:
-            lines.append(self._matched_line(self.matched))
-        return lines
-
-    def _matched_line(self, matched: MatchedRows) -> str:
-        columns = ", ".join(
-            f"{c} {n:,}" for c, n in matched.changed_columns.items() if n
-        )
-        return (
-            f"matched on {', '.join(matched.keys)}: "
-            f"{plural(matched.changed_rows, 'row')} with different values"
-            + (f" ({columns})" if columns else "")
-            + f"; {matched.keys_only_in_env:,} keys only in {self.env}, "
-            f"{matched.keys_only_in_production:,} only in production"
-        )
-
-    def _sample_heading(self) -> str:
-        if self.matched is None:
-            return "sample of differing rows"
-        return (
-            "sample of matched rows that differ (each differing column in "
-            f"production, then in {self.env})"
-        )
-
-    def __str__(self) -> str:
-        head = f"{self.node_id}: {self.env} vs production"
-        text = "\n".join([head, *("  " + line for line in self._lines())])
-        if self.sample is not None and len(self.sample):
-            text += f"\n{self._sample_heading()}:\n" + self.sample.to_string(
-                index=False
-            )
-        return text
-
-    def __repr__(self) -> str:
-        verdict = "same" if self.same else "different"
-        return f"<NodeDiff {self.node_id} {self.env} vs production: {verdict}>"
-
-    def _repr_html_(self) -> str:
-        items = "".join(f"<li>{html.escape(line)}</li>" for line in self._lines())
-        sample = ""
-        if self.sample is not None and len(self.sample):
-            heading = html.escape(self._sample_heading().capitalize())
-            sample = f"<p>{heading}:</p>" + self.sample.to_html(index=False)
-        return (
-            f"<div><p><b>{html.escape(self.node_id)}</b>: {html.escape(self.env)} vs "
-            f"production</p><ul>{items}</ul>{sample}</div>"
-        )
-
-
-def _columns(conn: duckdb.DuckDBPyConnection, path: Path) -> list[tuple[str, str]]:
-    rows = conn.execute(
-        f"DESCRIBE SELECT * FROM read_parquet({quote_literal(str(path))})"
-    ).fetchall()
-    return [(r[0], r[1]) for r in rows]
-
-
-def diff(project: Project, node: str, env: str, limit: int = 10) -> NodeDiff:
-    """Compare a node's output in ``env`` with production's.
-
-    Args:
-        project: the project.
-        node: node id or unambiguous name.
-        env: the environment.
-        limit: rows of each side (or matched rows) to show in the sample.
-
-    Returns:
-        Schema differences, row counts and a sample, compared on the columns both
-        outputs share (by name; a column whose type changed is cast so its
-        values compare). A feature group's rows are also matched on its entity's
-        join keys, when they are unique on both sides.
-
-    Raises:
-        UsageError: ``env`` is production or no environment, or neither side has
-            an output for the node.
-    """
-    store = project.store
-    if is_production(env or ""):
-        raise UsageError(
-            f"diff compares an environment with production; name one of: "
-            f"{', '.join(environments(store)) or 'none (make one with: seeknal plan NAME)'}"
-        )
-    env = environment_name(env, store)
-    if env not in environments(store):
-        raise _unknown_environment(store, env)
-    dag = project.dag()
-    node_id = dag.resolve(node)
-    own = store.load_state(env).entries.get(node_id)
-    production = store.load_state(PRODUCTION).entries.get(node_id)
-    if own is None and production is None:
-        raise UsageError(f"{node_id} has no output in {env!r} or in production yet")
-    store.touch(env)
-    env_path = store.target / own.snapshot if own else None
-    prod_path = store.target / production.snapshot if production else None
-    found = dag.nodes[node_id]
-    keys = list(found.join_keys) if found.kind == "feature_group" else []
-    with connection() as conn:
-        return _compare_outputs(conn, node_id, env, env_path, prod_path, keys, limit)
-
-
-def _compare_outputs(
-    conn: duckdb.DuckDBPyConnection,
-    node_id: str,
-    env: str,
-    env_path: Path | None,
-    prod_path: Path | None,
-    keys: list[str],
-    limit: int,
-) -> NodeDiff:
-    if env_path is None:
-        assert prod_path is not None
-        rows = conn.execute(
-            f"SELECT count(*) FROM read_parquet({quote_literal(str(prod_path))})"
-        ).fetchone()
-        count = int(rows[0]) if rows else 0
-        return NodeDiff(
-            node_id, env, None, prod_path, [], [], [], count, count, 0, 0, None
-        )
-    new = _columns(conn, env_path)
-    old = _columns(conn, prod_path) if prod_path else []
-    old_types, new_types = dict(old), dict(new)
-    sides = _Sides(conn, env_path, prod_path)
-    shared = [c for c, _ in new if c in old_types]
-    casts = {
-        c: sides.comparable_type(c, old_types[c], new_types[c])
-        for c in shared
-        if old_types[c] != new_types[c]
-    }
-    picked = ", ".join(sides.value(c, casts) for c in shared)
-    picked = picked or "1 AS no_shared_column"
-    conn.execute(
-        f"CREATE TEMP TABLE only_env AS SELECT {picked} FROM {sides.env} "
-        f"EXCEPT ALL SELECT {picked} FROM {sides.production}"
-    )
-    conn.execute(
-        f"CREATE TEMP TABLE only_prod AS SELECT {picked} FROM {sides.production} "
-        f"EXCEPT ALL SELECT {picked} FROM {sides.env}"
-    )
-    counts = conn.execute(
-        f"SELECT (SELECT count(*) FROM {sides.env}), "
-        f"(SELECT count(*) FROM {sides.production}), "
-        "(SELECT count(*) FROM only_env), (SELECT count(*) FROM only_prod)"
-    ).fetchone()
-    assert counts is not None
-    matched = None
-    if keys and all(k in old_types for k in keys) and sides.unique(keys, casts):
-        matched, sample = sides.matched(env, keys, shared, casts, limit)
-    else:
-        sample = conn.execute(
-            f"(SELECT {quote_literal(env)} AS side, * FROM only_env "
-            f"LIMIT {int(limit)}) UNION ALL (SELECT 'production' AS side, * "
-            f"FROM only_prod LIMIT {int(limit)})"
-        ).df()
-    return NodeDiff(
-        node_id=node_id,
-        env=env,
-        env_path=env_path,
-        production_path=prod_path,
-        only_in_env=[(c, t) for c, t in new if c not in old_types],
-        only_in_production=[(c, t) for c, t in old if c not in new_types],
-        type_changes=[
-            (c, old_types[c], t) for c, t in new if c in old_types and old_types[c] != t
-        ],
-        env_rows=int(counts[0]),
-        production_rows=int(counts[1]),
-        rows_only_in_env=int(counts[2]),
-        rows_only_in_production=int(counts[3]),
-        sample=sample,
-        compared_as=casts,
-        matched=matched,
-    )
-
-
-class _Sides:
-    """SQL over the two outputs a diff compares (``e``: the environment's, ``p``:
-    production's, empty when production has none)."""
-
-    def __init__(
-        self, conn: duckdb.DuckDBPyConnection, env_path: Path, prod_path: Path | None
-    ) -> None:
-        self.conn = conn
-        self.env = f"read_parquet({quote_literal(str(env_path))})"
-        self.production = (
-            f"read_parquet({quote_literal(str(prod_path))})"
-            if prod_path
-            else f"(SELECT * FROM {self.env} LIMIT 0)"
-        )
-
-    @staticmethod
-    def value(column: str, casts: dict[str, str]) -> str:
-        """A column as compared: cast to its comparable type when it changed."""
-        name = quote_ident(column)
-        if column not in casts:
-            return name
-        return f"CAST({name} AS {casts[column]}) AS {name}"
-
-    @staticmethod
-    def _compared(alias: str, column: str, casts: dict[str, str]) -> str:
-        name = f"{alias}.{quote_ident(column)}"
-        return f"CAST({name} AS {casts[column]})" if column in casts else name
-
-    def comparable_type(self, column: str, old: str, new: str) -> str:
-        """The type both sides of a changed column are compared as: the one
-        DuckDB would combine them into, else text."""
-        try:
-            row = self.conn.execute(
-                f"DESCRIBE SELECT CAST(NULL AS {old}) AS v "
-                f"UNION ALL SELECT CAST(NULL AS {new})"
-            ).fetchone()
-            combined = str(row[1]) if row else "VARCHAR"
-            for side in (self.env, self.production):
-                self.conn.execute(
-                    f"SELECT count(CAST({quote_ident(column)} AS {combined})) "
-                    f"FROM {side}"
-                ).fetchall()
-        except duckdb.Error:
-            return "VARCHAR"
-        return combined
-
-    def unique(self, keys: list[str], casts: dict[str, str]) -> bool:
-        """Whether ``keys`` identify one row on each side."""
-        row = ", ".join(self._compared("t", k, casts) for k in keys)
-        for side in (self.env, self.production):
-            found = self.conn.execute(
-                f"SELECT count(*) - count(DISTINCT ({row})) FROM {side} AS t"
-            ).fetchone()
-            if found is None or found[0] != 0:
-                return False
-        return True
-
-    def matched(
-        self,
-        env: str,
-        keys: list[str],
-        shared: list[str],
-        casts: dict[str, str],
-        limit: int,
-    ) -> tuple[MatchedRows, Any]:
-        """Rows matched on ``keys``: how many differ, per column, and a sample."""
-        on = " AND ".join(
-            f"{self._compared('e', k, casts)} IS NOT DISTINCT FROM "
-            f"{self._compared('p', k, casts)}"
-            for k in keys
-        )
-        values = [c for c in shared if c not in keys]
-        differs = {
-            c: f"{self._compared('e', c, casts)} IS DISTINCT FROM "
-            f"{self._compared('p', c, casts)}"
-            for c in values
-        }
-        joined = f"{self.env} AS e JOIN {self.production} AS p ON {on}"
-        any_differs = " OR ".join(differs.values()) or "false"
-        filters = "".join(
-            f", count(*) FILTER (WHERE {condition})" for condition in differs.values()
-        )
-        row = self.conn.execute(
-            f"SELECT count(*) FILTER (WHERE {any_differs}){filters} FROM {joined}"
-        ).fetchone()
-        assert row is not None
-        per_column = dict(zip(values, (int(n) for n in row[1:])))
-        only = [
-            self.conn.execute(
-                f"SELECT count(*) FROM {a} AS e ANTI JOIN {b} AS p ON {on}"
-            ).fetchone()
-            for a, b in ((self.env, self.production), (self.production, self.env))
-        ]
-        shown = [c for c in values if per_column[c]]
-        picked = [f"e.{quote_ident(k)}" for k in keys]
-        for c in shown:
-            picked.append(f"p.{quote_ident(c)} AS {quote_ident(f'{c} (production)')}")
-            picked.append(f"e.{quote_ident(c)} AS {quote_ident(f'{c} ({env})')}")
-        sample = self.conn.execute(
-            f"SELECT {', '.join(picked)} FROM {joined} WHERE {any_differs} "
-            f"ORDER BY {', '.join(f'e.{quote_ident(k)}' for k in keys)} "
-            f"LIMIT {int(limit)}"
-        ).df()
-        matched = MatchedRows(
-            keys=keys,
-            changed_rows=int(row[0]),
-            changed_columns=per_column,
-            keys_only_in_env=int(only[0][0]) if only[0] else 0,
-            keys_only_in_production=int(only[1][0]) if only[1] else 0,
-        )
-        return matched, sample

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from seeknal_jupyter.examples import init_example
+from seeknal_jupyter.project import Project
 
 KERNEL = "seeknal-test"
 
@@ -56,3 +57,21 @@ def fraud_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fraud(fraud_template: Path, tmp_path: Path) -> Path:
     """A fresh copy of the fraud example, never run, in this test's folder."""
     return Path(shutil.copytree(fraud_template, tmp_path / "fraud"))
+
+
+@pytest.fixture(scope="session")
+def production_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fraud example after one production run (copied for each test)."""
+    folder = init_example("fraud-detection", tmp_path_factory.mktemp("base") / "fraud")
+    Project(folder).run(parallel=True)
+    return folder
+
+
+@pytest.fixture()
+def project(production_project: Path, tmp_path: Path) -> Project:
+    """A copy of ``production_project`` for one test, its outputs linked again."""
+    folder = tmp_path / "fraud"
+    shutil.copytree(production_project, folder, symlinks=True)
+    copied = Project(folder)
+    assert copied.run().count("cached") == 15  # links the copied outputs again
+    return copied

@@ -1,7 +1,8 @@
-"""Tests for environments on the fraud example: plan, apply, promote, list, delete, diff.
+"""Tests for environments on the fraud example: plan and apply, and the rules of
+environment names that promote, diff, list and delete share too.
 
-Everything runs on real files with DuckDB; promotes that must survive a crash or a
-rival run in real subprocesses, killed with SIGKILL.
+Everything runs on real files with DuckDB; applies that must survive a crash in real
+subprocesses, killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -9,154 +10,40 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import pytest
+from environment_helpers import (
+    PROD_EXPORT,
+    TRAINING,
+    TXN,
+    add_ip_feature,
+    applied,
+    check_production,
+    columns,
+    count,
+    edit,
+    files,
+    production_fingerprints,
+    query,
+    remove_risk_feature,
+    same_content,
+)
 
 from seeknal_jupyter import cli, environments
 from seeknal_jupyter.changes import ChangeClass
-from seeknal_jupyter.environments import (
-    PROMOTE_STEPS,
-    ApplyResult,
-    EnvPlan,
-    PromoteResult,
-)
-from seeknal_jupyter.errors import ProjectError, RunFailed, UsageError
+from seeknal_jupyter.diff import diff
+from seeknal_jupyter.environments import ApplyResult
+from seeknal_jupyter.errors import RunFailed, UsageError
 from seeknal_jupyter.events import Event, NodeFinished, Reporter
-from seeknal_jupyter.examples import init_example
+from seeknal_jupyter.inventory import delete, list_environments
 from seeknal_jupyter.project import ExecutionPlan, Project
-from seeknal_jupyter.store import PRODUCTION, Store
-
-FEATURES_FILE = "seeknal/feature_groups/13_feature_group_txn_features.yml"
-TXN = "feature_group.txn_features"
-TRAINING = "exposure.training_data"
-NEW_FEATURE = "  ip_reputation_score:\n    dtype: float\n"
-RISK_FEATURE = "  merchant_risk_score:\n    dtype: float\n"
-PROD_EXPORT = "target/exports/training_data.parquet"
-
-CHILD = """
-import sys, time
-from seeknal_jupyter import environments
-from seeknal_jupyter.project import Project
-
-root, source, target, pause_at, seconds = sys.argv[1:6]
-
-def step(name):
-    print(name, flush=True)
-    if name == pause_at:
-        time.sleep(float(seconds))
-
-result = environments.promote(Project(root), source, target, on_step=step)
-print("promoted", result.generation, flush=True)
-"""
-
-
-@pytest.fixture(scope="session")
-def production_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fraud example after one production run (copied for each test)."""
-    folder = init_example("fraud-detection", tmp_path_factory.mktemp("base") / "fraud")
-    Project(folder).run(parallel=True)
-    return folder
-
-
-@pytest.fixture()
-def project(production_project: Path, tmp_path: Path) -> Project:
-    folder = tmp_path / "fraud"
-    shutil.copytree(production_project, folder, symlinks=True)
-    copied = Project(folder)
-    assert copied.run().count("cached") == 15  # links the copied outputs again
-    return copied
-
-
-def edit(project: Project, old: str, new: str, file: str = FEATURES_FILE) -> None:
-    path = project.root / file
-    text = path.read_text()
-    assert text.count(old) == 1, f"{old!r} not once in {file}"
-    path.write_text(text.replace(old, new))
-
-
-def add_ip_feature(project: Project) -> None:
-    path = project.root / FEATURES_FILE
-    path.write_text(path.read_text() + NEW_FEATURE)
-
-
-def remove_risk_feature(project: Project) -> None:
-    edit(project, RISK_FEATURE, "")
-
-
-def production_fingerprints(project: Project) -> dict[str, str]:
-    state = project.store.load_state(PRODUCTION)
-    return {n: e.fingerprint for n, e in state.entries.items()}
-
-
-def query(sql: str) -> list[tuple[object, ...]]:
-    conn = duckdb.connect()
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
-
-
-def columns(path: Path) -> list[str]:
-    return [str(r[0]) for r in query(f"DESCRIBE SELECT * FROM read_parquet('{path}')")]
-
-
-def count(path: Path) -> int:
-    rows = query(f"SELECT count(*) FROM read_parquet('{path}')")[0][0]
-    assert isinstance(rows, int)
-    return rows
-
-
-def files(target: Path) -> dict[str, tuple[object, ...]]:
-    """Every file and link under ``target`` with its identity (no link followed)."""
-    found: dict[str, tuple[object, ...]] = {}
-    for folder, dirs, names in os.walk(target):
-        for name in names + [d for d in dirs if (Path(folder) / d).is_symlink()]:
-            path = Path(folder) / name
-            key = path.relative_to(target).as_posix()
-            if path.is_symlink():
-                found[key] = ("link", os.readlink(path))
-            else:
-                info = path.stat()
-                found[key] = (info.st_ino, info.st_size, info.st_mtime_ns)
-    return found
-
-
-def check_production(project: Project) -> dict[str, str]:
-    """Every production output opens with its recorded rows, and each exposure's
-    ``params.path`` shows the exposure file production's state records; returns
-    fingerprints."""
-    store = Store(project.target)
-    state = store.load_state(PRODUCTION)
-    generation = store.generation(PRODUCTION)
-    assert generation is not None and generation.is_dir()
-    linked = {
-        p.relative_to(generation).as_posix() for p in generation.rglob("*.parquet")
-    }
-    expected = {f"{n.replace('.', '/', 1)}.parquet" for n in state.entries}
-    expected |= {
-        f"exports/{e.export.place}" for e in state.entries.values() if e.export
-    }
-    assert linked == expected
-    for node_id, entry in state.entries.items():
-        kind, name = node_id.split(".", 1)
-        link = project.target / "cache" / kind / f"{name}.parquet"
-        assert os.path.samefile(link, project.target / entry.snapshot)
-        assert count(link) == entry.rows
-        if entry.export is not None:
-            shown = project.root / entry.export.path
-            assert shown.is_symlink()
-            assert os.path.samefile(shown, project.target / entry.export.file)
-            assert count(shown) == entry.rows
-    return {n: e.fingerprint for n, e in state.entries.items()}
-
+from seeknal_jupyter.promote import promote
+from seeknal_jupyter.store import PRODUCTION
 
 # ---------------------------------------------------------------- plan
 
@@ -429,583 +316,7 @@ def test_a_failing_apply_raises_and_leaves_production_alone(project: Project) ->
     check_production(project)
 
 
-# ---------------------------------------------------------------- promote
-
-
-def applied(project: Project, env: str) -> EnvPlan:
-    plan = environments.plan(project, env)
-    environments.apply(project, env)
-    return plan
-
-
-def test_promote_links_the_environment_into_production(project: Project) -> None:
-    add_ip_feature(project)
-    plan = applied(project, "experiment")
-    old = production_fingerprints(project)
-    unchanged = project.output_path("txn_enriched", PRODUCTION)
-
-    result = environments.promote(project, "experiment")
-
-    assert isinstance(result, PromoteResult)
-    assert result.promoted == [TRAINING, TXN] and result.kept == 13
-    assert result.linked == 15
-    new = check_production(project)
-    assert new == {
-        **old,
-        TXN: plan.fingerprints[TXN],
-        TRAINING: plan.fingerprints[TRAINING],
-    }
-    cache = project.target / "cache"
-    assert os.path.samefile(cache / "transform/txn_enriched.parquet", unchanged)
-    assert os.path.samefile(
-        cache / "feature_group/txn_features.parquet",
-        project.target
-        / "environments/experiment/cache/feature_group/txn_features.parquet",
-    )
-    assert "ip_reputation_score" in columns(project.root / PROD_EXPORT)
-    assert project.run().count("cached") == 15
-    assert environments.plan(project, "next").to_execute == []
-    assert "no data copied" in str(result)
-
-
-def test_promote_of_a_metadata_change_records_the_new_definition(
-    project: Project,
-) -> None:
-    edit(project, "owner: fraud-team", "owner: risk-team")
-    plan = applied(project, "relabel")
-    assert plan.changes[TXN].change_class == ChangeClass.METADATA
-    assert plan.to_execute == []
-    result = environments.promote(project, "relabel")
-    assert result.relabelled == [TXN] and result.promoted == []
-    entry = project.store.load_state(PRODUCTION).entries[TXN]
-    assert entry.node["spec"]["owner"] == "risk-team"
-    assert environments.plan(project, "after").to_execute == []
-
-
-def test_promote_of_a_removed_node_drops_it_from_production(project: Project) -> None:
-    (project.root / "seeknal/exposures/15_exposure_training_data.yml").unlink()
-    plan = applied(project, "slim")
-    assert plan.classes()[TRAINING] == "REMOVED" and plan.to_execute == []
-    result = environments.promote(project, "slim")
-    assert result.removed == [TRAINING]
-    assert TRAINING not in check_production(project)
-
-
-def test_promote_refuses_when_the_target_changed_since_the_plan(
-    project: Project,
-) -> None:
-    add_ip_feature(project)
-    applied(project, "first")
-    path = project.root / FEATURES_FILE
-    text = path.read_text()
-    remove_risk_feature(project)
-    applied(project, "second")
-    path.write_text(text)
-    environments.promote(project, "first")
-    with pytest.raises(
-        UsageError, match="production changed since 'seeknal plan second'"
-    ):
-        environments.promote(project, "second")
-
-
-def test_promote_refuses_an_environment_that_was_not_applied(project: Project) -> None:
-    add_ip_feature(project)
-    environments.plan(project, "experiment")
-    with pytest.raises(UsageError, match="not applied"):
-        environments.promote(project, "experiment")
-
-
-def test_promote_to_staging_then_to_production(project: Project) -> None:
-    add_ip_feature(project)
-    plan = applied(project, "dev")
-    old = production_fingerprints(project)
-
-    staged = environments.promote(project, "dev", "staging")
-
-    assert staged.target == "staging" and staged.linked == 2
-    assert production_fingerprints(project) == old
-    staging = project.store.load_state("staging")
-    assert sorted(staging.entries) == [TRAINING, TXN]
-    assert environments.load_plan(project, "staging").to_execute == [TXN, TRAINING]
-    full = environments.apply(project, "staging", full=True, parallel=True)
-    assert isinstance(full, ApplyResult) and full.count("success") == 15
-    exported = project.target / "environments/staging/exports/training_data.parquet"
-    assert "ip_reputation_score" in columns(exported)
-
-    environments.promote(project, "staging")
-
-    new = check_production(project)
-    assert new[TXN] == plan.fingerprints[TXN]
-    assert set(new) == set(old)
-    listing = environments.list_environments(project)
-    assert listing.row("dev").status == "promoted"
-    assert listing.row("dev").promoted_to == "staging"
-    assert listing.row("staging").status == "promoted"
-
-
-def promoting_child(
-    project: Project,
-    source: str,
-    pause_at: str,
-    seconds: float = 120,
-    target: str = PRODUCTION,
-) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            CHILD,
-            str(project.root),
-            source,
-            target,
-            pause_at,
-            str(seconds),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for_step(child: subprocess.Popen[str], step: str) -> list[str]:
-    assert child.stdout is not None and child.stderr is not None
-    seen = []
-    for line in child.stdout:
-        seen.append(line.strip())
-        if line.strip() == step:
-            return seen
-    raise AssertionError(f"child ended before {step}: {seen}, {child.stderr.read()}")
-
-
-def kill_promote_at(
-    project: Project, source: str, step: str, target: str = PRODUCTION
-) -> None:
-    child = promoting_child(project, source, step, target=target)
-    assert wait_for_step(child, step)[-1] == step
-    os.kill(child.pid, signal.SIGKILL)
-    assert child.wait(timeout=30) == -signal.SIGKILL
-
-
-def same_content(a: Path, b: Path) -> bool:
-    """Same columns in the same order and the same rows (as multisets)."""
-    if columns(a) != columns(b):
-        return False
-    differing = query(
-        f"SELECT (SELECT count(*) FROM (SELECT * FROM read_parquet('{a}') EXCEPT ALL "
-        f"SELECT * FROM read_parquet('{b}'))), (SELECT count(*) FROM (SELECT * FROM "
-        f"read_parquet('{b}') EXCEPT ALL SELECT * FROM read_parquet('{a}')))"
-    )
-    return differing == [(0, 0)]
-
-
-def after_step(step: str, reached: str) -> bool:
-    return PROMOTE_STEPS.index(step) >= PROMOTE_STEPS.index(reached)
-
-
-@pytest.mark.parametrize("step", PROMOTE_STEPS)
-def test_promote_killed_at_each_step_leaves_production_old_or_new(
-    project: Project, step: str
-) -> None:
-    add_ip_feature(project)
-    plan = applied(project, "experiment")
-    old = check_production(project)
-    new = {**old, TXN: plan.fingerprints[TXN], TRAINING: plan.fingerprints[TRAINING]}
-    export = project.root / PROD_EXPORT
-    cached_training = project.target / "cache/exposure/training_data.parquet"
-
-    kill_promote_at(project, "experiment", step)
-
-    after = check_production(project)  # params.path shows the state's file
-    committed = after_step(step, "pointed")
-    assert after == (new if committed else old)
-    assert count(export) == 10_000
-    assert ("ip_reputation_score" in columns(export)) == committed
-    assert same_content(export, cached_training)
-    listed = environments.list_environments(project).row("experiment")
-    assert (listed.status, listed.promoted_to) == (
-        ("promoted", PRODUCTION) if committed else ("applied", None)
-    )
-    if committed:
-        assert project.run().count("cached") == 15
-        with pytest.raises(
-            UsageError, match="'experiment' is already promoted to production"
-        ):
-            environments.promote(project, "experiment")
-    else:
-        finished = environments.promote(project, "experiment")
-        assert check_production(project) == new
-        assert finished.linked == 15
-        assert "ip_reputation_score" in columns(export)
-        assert same_content(export, cached_training)
-        assert project.run().count("cached") == 15
-    assert not list(project.target.rglob("*.partial"))
-    assert len(list((project.target / "gens").iterdir())) <= 3
-
-
-@pytest.mark.parametrize("step", PROMOTE_STEPS)
-def test_promote_to_staging_killed_at_each_step_leaves_staging_old_or_new(
-    project: Project, step: str
-) -> None:
-    remove_risk_feature(project)
-    staging_plan = applied(project, "staging")
-    staging_old = {
-        n: e.fingerprint for n, e in project.store.load_state("staging").entries.items()
-    }
-    (project.root / FEATURES_FILE).write_text(
-        (project.root / FEATURES_FILE).read_text() + RISK_FEATURE + NEW_FEATURE
-    )
-    dev_plan = applied(project, "dev")
-    dev = {n: e.fingerprint for n, e in project.store.load_state("dev").entries.items()}
-    assert staging_old.keys() == dev.keys() == {TXN, TRAINING}
-    assert staging_old[TXN] != dev[TXN]
-    production = check_production(project)
-
-    exported = project.target / "environments/staging/exports/training_data.parquet"
-    staged = (
-        project.target / "environments/staging/cache/exposure/training_data.parquet"
-    )
-    assert "ip_reputation_score" not in columns(exported)
-
-    kill_promote_at(project, "dev", step, target="staging")
-
-    def staging() -> tuple[str, dict[str, str]]:
-        state = project.store.load_state("staging")
-        fps = {n: e.fingerprint for n, e in state.entries.items()}
-        return environments.load_plan(project, "staging").plan_id, fps
-
-    committed = after_step(step, "pointed")
-    expected = (
-        (dev_plan.plan_id, dev) if committed else (staging_plan.plan_id, staging_old)
-    )
-    assert staging() == expected
-    assert ("ip_reputation_score" in columns(exported)) == committed
-    assert same_content(exported, staged)
-    assert check_production(project) == production
-    environments.plan(project, "bystander")  # the next writer settles the plan
-    assert staging() == expected
-    assert not (project.target / "environments/staging/plan.pending.json").exists()
-    saved = json.loads((project.target / "environments/staging/plan.json").read_text())
-    assert saved["id"] == expected[0] and saved["env"] == "staging"
-    if committed:
-        assert environments.list_environments(project).row("dev").promoted_to == (
-            "staging"
-        )
-        with pytest.raises(UsageError, match="'dev' is already promoted to 'staging'"):
-            environments.promote(project, "dev", "staging")
-    else:
-        environments.promote(project, "dev", "staging")
-        assert staging() == (dev_plan.plan_id, dev)
-    again = environments.apply(project, "staging")
-    assert isinstance(again, ApplyResult) and again.count("success") == 0
-    assert "ip_reputation_score" in columns(exported)
-    assert same_content(exported, staged)
-    assert check_production(project) == production
-
-
-def test_two_promotes_at_once_have_exactly_one_winner(project: Project) -> None:
-    add_ip_feature(project)
-    first = applied(project, "first")
-    remove_risk_feature(project)
-    applied(project, "second")
-
-    holder = promoting_child(project, "first", "checked", seconds=2)
-    wait_for_step(holder, "checked")
-    rival = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "seeknal_jupyter",
-            "promote",
-            "second",
-            "--project",
-            str(project.root),
-        ],
-        capture_output=True,
-        check=False,
-        text=True,
-    )
-    assert holder.wait(timeout=60) == 0
-    assert rival.returncode == cli.EXIT_USAGE
-    assert "is being written by process" in rival.stderr
-    assert "seeknal promote first production" in rival.stderr
-    assert check_production(project)[TXN] == first.fingerprints[TXN]
-    with pytest.raises(UsageError, match="changed since"):
-        environments.promote(project, "second")
-
-
-def test_simultaneous_promotes_from_the_command_line(project: Project) -> None:
-    add_ip_feature(project)
-    plans = {"first": applied(project, "first")}
-    remove_risk_feature(project)
-    plans["second"] = applied(project, "second")
-    children = {
-        env: subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "seeknal_jupyter",
-                "promote",
-                env,
-                "--project",
-                str(project.root),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for env in plans
-    }
-    codes = {env: child.wait(timeout=60) for env, child in children.items()}
-    winners = [env for env, code in codes.items() if code == 0]
-    assert len(winners) == 1, codes
-    loser = next(env for env in plans if env not in winners)
-    assert codes[loser] == cli.EXIT_USAGE
-    assert check_production(project)[TXN] == plans[winners[0]].fingerprints[TXN]
-
-
-# ---------------------------------------------------------------- list, delete, diff
-
-
-def test_list_shows_statuses_and_counts(project: Project) -> None:
-    add_ip_feature(project)
-    applied(project, "experiment")
-    remove_risk_feature(project)
-    environments.plan(project, "breaking-test")
-    listing = environments.list_environments(project)
-    assert listing.names() == ["experiment", "breaking-test"]
-    experiment = listing.row("experiment")
-    assert (experiment.status, experiment.to_execute, experiment.outputs) == (
-        "stale",
-        2,
-        2,
-    )
-    breaking = listing.row("breaking-test")
-    assert (breaking.status, breaking.to_execute, breaking.outputs) == (
-        "planned",
-        2,
-        0,
-    )
-    environments.apply(project, "breaking-test")
-    assert environments.list_environments(project).row("breaking-test").status == (
-        "applied"
-    )
-    environments.promote(project, "breaking-test")
-    text = str(environments.list_environments(project))
-    assert "breaking-test" in text and "promoted to production" in text
-    assert "production holds 15 outputs" in text
-    assert experiment.created is not None and experiment.last_accessed is not None
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "seeknal_jupyter",
-            "env",
-            "list",
-            "--project",
-            str(project.root),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert done.stdout.splitlines()[0].split() == [
-        "name",
-        "created",
-        "last",
-        "accessed",
-        "status",
-        "to",
-        "run",
-        "outputs",
-    ]
-
-
-def test_delete_removes_the_environment_and_outputs_no_one_uses(
-    project: Project,
-) -> None:
-    add_ip_feature(project)
-    plan = applied(project, "experiment")
-    snapshot = (
-        project.target
-        / f"snapshots/feature_group/txn_features/{plan.fingerprints[TXN]}.parquet"
-    )
-    assert snapshot.exists()
-    held = project.store.load_state("experiment").entries.values()
-    sizes = sum((project.target / f).stat().st_size for e in held for f in e.files())
-    result = environments.delete(project, "experiment")
-    assert (result.own, result.shared, result.others) == (2, 0, 0)
-    assert result.own_bytes == sizes
-    assert str(result) == (
-        f"Deleted environment 'experiment' and its 2 outputs ({sizes / 1e6:.1f} MB "
-        "freed)"
-    )
-    assert not snapshot.exists()
-    assert not (project.target / "environments/experiment").exists()
-    assert environments.list_environments(project).rows == []
-    assert len(check_production(project)) == 15
-    with pytest.raises(UsageError, match="no environment 'experiment'"):
-        environments.delete(project, "experiment")
-    with pytest.raises(UsageError, match="production"):
-        environments.delete(project, "prod")
-
-
-def test_delete_keeps_outputs_production_took_by_promote(project: Project) -> None:
-    old = project.store.load_state(PRODUCTION).entries
-    replaced = [project.target / old[n].snapshot for n in (TXN, TRAINING)]
-    replaced.append(project.target / old[TRAINING].export.file)  # type: ignore[union-attr]
-    freed = sum(p.stat().st_size for p in replaced)
-    add_ip_feature(project)
-    applied(project, "experiment")
-    environments.promote(project, "experiment")
-    result = environments.delete(project, "experiment")
-    assert (result.own, result.shared, result.others) == (0, 2, 2)
-    assert result.others_bytes == freed
-    assert str(result) == (
-        "Deleted environment 'experiment'; 2 outputs it held stay: production or "
-        "another environment uses them; also freed 2 outputs no environment uses "
-        f"({freed / 1e6:.1f} MB)"
-    )
-    assert not any(p.exists() for p in replaced)
-    assert check_production(project)
-    assert project.run().count("cached") == 15
-
-
-def test_deleting_an_environment_that_never_ran_says_what_it_freed(
-    project: Project,
-) -> None:
-    add_ip_feature(project)
-    applied(project, "experiment")
-    environments.promote(project, "experiment")
-    environments.plan(project, "never")
-    environments.delete(project, "experiment")
-    result = environments.delete(project, "never")
-    assert (result.own, result.shared, result.others) == (0, 0, 0)
-    assert str(result) == "Deleted environment 'never' (it held no outputs of its own)"
-
-    environments.plan(project, "idle")
-    project.run(full=True, nodes=["txn_features"])  # production replaces one output
-    done = environments.delete(project, "idle")
-    assert (done.own, done.shared, done.others) == (0, 0, 1)
-    assert str(done).startswith(
-        "Deleted environment 'idle' (it held no outputs of its own); also freed 1 "
-        "output no environment uses ("
-    )
-
-
-def test_diff_of_an_added_feature(project: Project) -> None:
-    add_ip_feature(project)
-    applied(project, "experiment")
-    found = environments.diff(project, "txn_features", "experiment")
-    assert found.only_in_env == [("ip_reputation_score", "DOUBLE")]
-    assert found.only_in_production == [] and found.type_changes == []
-    assert (found.env_rows, found.production_rows) == (10_000, 10_000)
-    assert (found.rows_only_in_env, found.rows_only_in_production) == (0, 0)
-    assert "column ip_reputation_score (DOUBLE) only in experiment" in str(found)
-    unchanged = environments.diff(project, "user_risk", "experiment")
-    assert unchanged.env_path is None and unchanged.same
-
-
-def test_diff_of_changed_values_shows_a_sample(project: Project) -> None:
-    edit(project, "e.amount AS txn_amount,", "round(e.amount) AS txn_amount,")
-    plan = applied(project, "rounded")
-    assert plan.changes[TXN].reasons == ["expression of column txn_amount changed"]
-    found = environments.diff(project, "txn_features", "rounded", limit=5)
-    whole = query(
-        "SELECT count(*) FROM read_parquet("
-        f"'{project.output_path('txn_features', PRODUCTION)}') "
-        "WHERE txn_amount <> round(txn_amount)"
-    )[0][0]
-    assert isinstance(whole, int) and whole > 0
-    assert found.rows_only_in_env == found.rows_only_in_production == whole
-    assert found.matched is not None
-    assert found.matched.keys == ["transaction_id"]
-    assert found.matched.changed_rows == whole
-    assert {c: n for c, n in found.matched.changed_columns.items() if n} == {
-        "txn_amount": whole
-    }
-    assert (found.matched.keys_only_in_env, found.matched.keys_only_in_production) == (
-        0,
-        0,
-    )
-    assert list(found.sample.columns) == [
-        "transaction_id",
-        "txn_amount (production)",
-        "txn_amount (rounded)",
-    ]
-    assert len(found.sample) == 5
-    assert list(found.sample["transaction_id"]) == sorted(
-        found.sample["transaction_id"]
-    )
-    for _, row in found.sample.iterrows():
-        assert row["txn_amount (rounded)"] == round(row["txn_amount (production)"])
-        assert row["txn_amount (rounded)"] != row["txn_amount (production)"]
-    text = str(found)
-    assert (
-        f"matched on transaction_id: {whole:,} rows with different values "
-        f"(txn_amount {whole:,}); 0 keys only in rounded, 0 only in production"
-    ) in text
-    assert (
-        "sample of matched rows that differ (each differing column in production, "
-        "then in rounded):\n"
-    ) in text
-    page = found._repr_html_()
-    assert "<table" in page and "txn_amount (rounded)" in page
-
-
-def test_diff_compares_a_column_whose_type_changed(project: Project) -> None:
-    edit(
-        project, "  txn_amount:\n    dtype: float", "  txn_amount:\n    dtype: integer"
-    )
-    plan = applied(project, "integer")
-    assert plan.changes[TXN].change_class == ChangeClass.BREAKING
-    production = project.output_path("txn_features", PRODUCTION)
-    fractional = query(
-        f"SELECT count(*) FROM read_parquet('{production}') "
-        "WHERE txn_amount <> round(txn_amount)"
-    )[0][0]
-    assert isinstance(fractional, int) and fractional > 0
-
-    found = environments.diff(project, "txn_features", "integer", limit=3)
-
-    assert found.type_changes == [("txn_amount", "DOUBLE", "INTEGER")]
-    assert found.compared_as == {"txn_amount": "DOUBLE"}
-    assert found.rows_only_in_env == found.rows_only_in_production == fractional
-    assert found.matched is not None and found.matched.changed_rows == fractional
-    assert found.matched.changed_columns["txn_amount"] == fractional
-    for _, row in found.sample.iterrows():
-        old, new = row["txn_amount (production)"], row["txn_amount (integer)"]
-        assert new == int(new) and abs(new - old) <= 0.5 and new != old
-    assert (
-        "column txn_amount: DOUBLE in production, INTEGER in integer (compared as "
-        "DOUBLE)" in str(found)
-    )
-
-
-def test_diff_without_keys_samples_the_rows_found_on_one_side(
-    project: Project,
-) -> None:
-    edit(
-        project,
-        "    f.is_fraud\n",
-        "    CAST(f.is_fraud AS INTEGER) * 2 AS is_fraud\n",
-        "seeknal/exposures/15_exposure_training_data.yml",
-    )
-    applied(project, "retyped")
-    frauds = query(
-        f"SELECT count(*) FROM read_parquet('{project.root / PROD_EXPORT}') "
-        "WHERE is_fraud"
-    )[0][0]
-    assert isinstance(frauds, int) and frauds > 2
-
-    found = environments.diff(project, "training_data", "retyped", limit=2)
-
-    assert found.matched is None
-    assert found.type_changes == [("is_fraud", "BOOLEAN", "INTEGER")]
-    assert found.compared_as == {"is_fraud": "INTEGER"}
-    assert found.rows_only_in_env == found.rows_only_in_production == frauds
-    assert list(found.sample["side"]) == ["retyped", "retyped"] + ["production"] * 2
-    assert list(found.sample["is_fraud"]) == [2, 2, 1, 1]
-    assert "sample of differing rows:\n" in str(found)
+# ---------------------------------------------------------------- the command line
 
 
 def test_both_parsers_have_diff_and_promote() -> None:
@@ -1032,39 +343,6 @@ def test_help_shows_the_environment_options(
     assert "ENV" in capsys.readouterr().out
 
 
-def test_list_in_a_folder_without_a_project_fails_like_the_other_commands(
-    tmp_path: Path,
-) -> None:
-    with pytest.raises(ProjectError) as error:
-        environments.list_environments(Project(tmp_path))
-    assert f"no seeknal/ folder in {tmp_path.resolve()}" in str(error.value)
-
-    def seeknal(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "seeknal_jupyter", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=tmp_path,
-        )
-
-    listed, ran = seeknal("env", "list"), seeknal("run")
-    assert (listed.returncode, ran.returncode) == (2, 2)
-    assert listed.stderr == ran.stderr
-    assert "no seeknal/ folder" in listed.stderr
-    assert listed.stdout == ""
-
-
-def test_list_still_works_when_the_project_does_not_load(project: Project) -> None:
-    add_ip_feature(project)
-    environments.plan(project, "experiment")
-    edit(project, "  ip_reputation_score:\n", "  ip_reputation_score: [\n")
-
-    listing = environments.list_environments(project)
-
-    assert listing.names() == ["experiment"]
-
-
 # ---------------------------------------------------------------- plan after a re-plan
 
 
@@ -1084,7 +362,7 @@ def test_apply_refuses_metadata_edits_made_after_the_plan(project: Project) -> N
     assert not (project.target / "environments/experiment/cache").exists()
     environments.plan(project, "experiment")
     environments.apply(project, "experiment")
-    environments.promote(project, "experiment")
+    promote(project, "experiment")
     entry = project.store.load_state(PRODUCTION).entries[TXN]
     assert entry.node["spec"]["owner"] == "risk-team"
 
@@ -1168,7 +446,7 @@ def test_nodes_stale_in_production_run_in_the_environment(project: Project) -> N
     }
     built = project.output_path("txn_features", "experiment")
     assert txn_amount_total(built) == pytest.approx(total)
-    environments.promote(project, "experiment")
+    promote(project, "experiment")
 
     production = project.output_path("txn_features")
     assert txn_amount_total(production) == pytest.approx(total)
@@ -1189,7 +467,7 @@ def test_a_partial_apply_on_stale_inputs_does_not_pass_for_the_plan(
     entry = project.store.load_state("partial").entries[TXN]
     assert entry.fingerprint != plan.fingerprints[TXN]
     with pytest.raises(UsageError, match="'partial' is not applied"):
-        environments.promote(project, "partial")
+        promote(project, "partial")
 
 
 def test_the_stale_reason_names_the_source_whose_data_changed(
@@ -1322,7 +600,7 @@ def test_a_full_apply_never_changes_a_snapshot_production_uses(
     assert rebuilt != production and rebuilt.parent == production.parent
     assert rebuilt.name.startswith(production.stem + "-")
     assert values(rebuilt) != before
-    environments.promote(project, "again")
+    promote(project, "again")
     assert values(project.target / "cache/transform/noisy.parquet") == values(rebuilt)
     assert project.run().count("cached") == 2
 
@@ -1343,7 +621,7 @@ def test_full_runs_keep_the_snapshot_count_bounded(random_project: Project) -> N
     for _ in range(3):
         environments.apply(project, "dev", full=True)
     assert len(snapshot_files(project)) == 6  # current and replaced generation
-    environments.delete(project, "dev")
+    delete(project, "dev")
     assert set(snapshot_files(project)) == live
     assert project.run().count("cached") == 2
 
@@ -1357,13 +635,13 @@ def test_production_answers_to_prod_and_production(
     add_ip_feature(project)
     plan = applied(project, "dev")
 
-    result = environments.promote(project, "dev", "PRODUCTION")
+    result = promote(project, "dev", "PRODUCTION")
 
     assert result.target == PRODUCTION
     assert str(result).startswith("Promoted 'dev' to production: 2 outputs")
     assert check_production(project)[TXN] == plan.fingerprints[TXN]
     assert os.listdir(project.target / "environments") == ["dev"]
-    listing = environments.list_environments(project)
+    listing = list_environments(project)
     assert listing.names() == ["dev"]
     assert "promoted to production" in str(listing)
     for name in ("prod", "production", "PROD", "Production"):
@@ -1372,11 +650,11 @@ def test_production_answers_to_prod_and_production(
         with pytest.raises(UsageError, match=f"'{name}' is production"):
             environments.plan(project, name)
         with pytest.raises(UsageError, match=f"'{name}' is production"):
-            environments.delete(project, name)
+            delete(project, name)
         with pytest.raises(UsageError, match="diff compares an environment with"):
-            environments.diff(project, "txn_features", name)
+            diff(project, "txn_features", name)
         with pytest.raises(UsageError, match=f"'{name}' is production"):
-            environments.promote(project, name, "dev")
+            promote(project, name, "dev")
         classes = environments.load_plan(project, name).classes()
         assert set(classes.values()) == {"UNCHANGED"}
         assert cli.main(["run", "--env", name, "--project", str(project.root)]) == 0
@@ -1396,11 +674,11 @@ def test_a_name_differing_from_an_environment_only_by_case_is_refused(
         "Dev": [
             lambda: environments.plan(project, "Dev"),
             lambda: environments.apply(project, "Dev"),
-            lambda: environments.promote(project, "Dev"),
-            lambda: environments.promote(project, "dev", "Dev"),
-            lambda: environments.delete(project, "Dev"),
+            lambda: promote(project, "Dev"),
+            lambda: promote(project, "dev", "Dev"),
+            lambda: delete(project, "Dev"),
         ],
-        "DEV": [lambda: environments.diff(project, "txn_features", "DEV")],
+        "DEV": [lambda: diff(project, "txn_features", "DEV")],
     }
     for name, tries in calls.items():
         for call in tries:
@@ -1413,17 +691,6 @@ def test_a_name_differing_from_an_environment_only_by_case_is_refused(
     assert os.listdir(project.target / "environments") == ["dev"]
 
 
-def test_promoting_twice_says_it_is_already_promoted(project: Project) -> None:
-    add_ip_feature(project)
-    applied(project, "experiment")
-    environments.promote(project, "experiment")
-    with pytest.raises(
-        UsageError,
-        match=r"'experiment' is already promoted to production \(at \d{4}-\d\d-\d\d ",
-    ):
-        environments.promote(project, "experiment")
-
-
 def test_reading_an_environment_notes_its_last_access(project: Project) -> None:
     add_ip_feature(project)
     applied(project, "experiment")
@@ -1432,7 +699,7 @@ def test_reading_an_environment_notes_its_last_access(project: Project) -> None:
     record.write_text(json.dumps({**body, "last_accessed": 1_000_000_000.0}))
 
     def accessed() -> float:
-        last = environments.list_environments(project).row("experiment").last_accessed
+        last = list_environments(project).row("experiment").last_accessed
         assert last is not None
         return last
 
@@ -1449,48 +716,13 @@ def test_unknown_environments_are_one_line_errors(project: Project) -> None:
     add_ip_feature(project)
     applied(project, "experiment")
     for call in (
-        lambda: environments.diff(project, "txn_features", "nope"),
+        lambda: diff(project, "txn_features", "nope"),
         lambda: project.show("txn_features", env="nope"),
-        lambda: environments.delete(project, "nope"),
+        lambda: delete(project, "nope"),
     ):
         with pytest.raises(UsageError) as raised:
             call()
         assert str(raised.value) == "no environment 'nope' (environments: experiment)"
-
-
-# ---------------------------------------------------------------- statuses
-
-
-def test_list_says_stale_when_apply_would_refuse_a_metadata_edit(
-    project: Project,
-) -> None:
-    add_ip_feature(project)
-    applied(project, "experiment")
-    assert environments.list_environments(project).row("experiment").status == (
-        "applied"
-    )
-    edit(project, "owner: fraud-team", "owner: risk-team")
-
-    assert environments.list_environments(project).row("experiment").status == "stale"
-    with pytest.raises(UsageError, match="re-plan with: seeknal plan experiment"):
-        environments.apply(project, "experiment")
-
-
-def test_list_says_when_production_changed_after_a_promote(project: Project) -> None:
-    add_ip_feature(project)
-    applied(project, "experiment")
-    environments.promote(project, "experiment")
-    assert project.run().count("cached") == 15
-    row = environments.list_environments(project).row("experiment")
-    assert (row.status_text(), row.target_changed) == ("promoted to production", False)
-
-    project.run(full=True, nodes=["txn_features"])
-
-    listing = environments.list_environments(project)
-    row = listing.row("experiment")
-    assert row.target_changed
-    assert row.status_text() == ("promoted to production; production has changed since")
-    assert "promoted to production; production has changed since" in str(listing)
 
 
 # ---------------------------------------------------------------- interrupted applies
@@ -1516,7 +748,7 @@ def test_an_interrupted_full_apply_keeps_every_earlier_output(
 ) -> None:
     add_ip_feature(project)
     applied(project, "dev")
-    environments.promote(project, "dev", "staging")
+    promote(project, "dev", "staging")
     before = {
         n: e.snapshot for n, e in project.store.load_state("staging").entries.items()
     }
@@ -1539,7 +771,7 @@ def test_an_interrupted_full_apply_keeps_every_earlier_output(
         cache / "feature_group/txn_features.parquet"
     )
     assert count(cache / "exposure/training_data.parquet") == 10_000
-    assert environments.list_environments(project).row("staging").status == "applied"
+    assert list_environments(project).row("staging").status == "applied"
 
     resumed = environments.apply(project, "staging", full=True)
 
@@ -1574,7 +806,7 @@ def test_a_build_killed_before_its_state_is_saved_is_not_visible(
 ) -> None:
     add_ip_feature(project)
     applied(project, "dev")
-    environments.promote(project, "dev", "staging")
+    promote(project, "dev", "staging")
     seeded = project.store.load_state("staging").entries
 
     done = subprocess.run(
@@ -1635,7 +867,7 @@ def test_a_partial_apply_says_what_is_still_to_build(project: Project) -> None:
         "; 2 planned nodes still to build (first feature_group.txn_features): "
         "seeknal run --env partial; outputs in target/environments/partial/cache"
     ) in first.headline()
-    assert environments.list_environments(project).row("partial").status == "planned"
+    assert list_environments(project).row("partial").status == "planned"
 
     second = environments.apply(project, "partial", nodes=["txn_features"])
 
@@ -1643,7 +875,7 @@ def test_a_partial_apply_says_what_is_still_to_build(project: Project) -> None:
     assert "1 planned node still to build (first exposure.training_data)" in (
         second.headline()
     )
-    assert environments.list_environments(project).row("partial").status == "planned"
+    assert list_environments(project).row("partial").status == "planned"
 
     last = environments.apply(project, "partial")
 
@@ -1653,7 +885,7 @@ def test_a_partial_apply_says_what_is_still_to_build(project: Project) -> None:
         "Environment 'partial' applied: 1 executed, 1 cached here, 13 cached (from "
         "production) of 15 nodes"
     )
-    assert environments.list_environments(project).row("partial").status == "applied"
+    assert list_environments(project).row("partial").status == "applied"
 
 
 # ---------------------------------------------------------------- damaged snapshots

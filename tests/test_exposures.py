@@ -14,6 +14,7 @@ import pytest
 from seeknal_jupyter import environments, exposures
 from seeknal_jupyter.errors import ProjectError
 from seeknal_jupyter.project import Project
+from seeknal_jupyter.promote import promote
 from seeknal_jupyter.store import PRODUCTION
 
 SOURCE = """\
@@ -239,7 +240,7 @@ def test_promoting_a_removed_exposure_removes_its_link(tmp_path: Path) -> None:
     environments.apply(project, "slim")
     assert os.path.lexists(tmp_path / "target/exports/n.parquet")
 
-    environments.promote(project, "slim")
+    promote(project, "slim")
 
     assert not os.path.lexists(tmp_path / "target/exports/n.parquet")
     assert recorded_links(project) == []
