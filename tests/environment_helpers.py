@@ -1,5 +1,4 @@
-"""The fraud example's environment tests share these: the edits they make, and checks
-of production's outputs and exposure files."""
+"""Fraud-example edits and output checks that the environment tests share."""
 
 from __future__ import annotations
 

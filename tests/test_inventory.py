@@ -1,5 +1,4 @@
-"""Tests for listing environments with their status, and deleting them, on the fraud
-example."""
+"""Tests for listing environments with their status, and deleting them."""
 
 from __future__ import annotations
 
