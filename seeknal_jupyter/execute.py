@@ -3,6 +3,7 @@ connection; nodes exchange data only through Parquet files."""
 
 from __future__ import annotations
 
+import codecs
 import heapq
 import logging
 import os
@@ -182,6 +183,7 @@ def _literal(value: Any) -> str:
     return quote_literal(str(value))
 
 
+BLANK_FILE_BYTES = 64
 CSV_OPTION_NAMES = {"delimiter": "delim", "sep": "delim", "separator": "delim"}
 
 
@@ -224,6 +226,19 @@ def check_source_files(node: Node, root: Path) -> None:
         raise NodeError(f"data file {table} not found (relative to {root})")
     if all(p.stat().st_size == 0 for p in existing):
         raise NodeError(f"data file {table} is empty (0 bytes, no header row)")
+    if all(_blank(p) for p in existing):
+        raise NodeError(
+            f"data file {table} is empty (only blank lines or a byte-order mark, "
+            "no header row)"
+        )
+
+
+def _blank(path: Path) -> bool:
+    """Whether a small file holds nothing but whitespace and a UTF-8 byte-order
+    mark (DuckDB would read it as one made-up column)."""
+    if path.stat().st_size > BLANK_FILE_BYTES:
+        return False
+    return not path.read_bytes().removeprefix(codecs.BOM_UTF8).strip()
 
 
 def describe(conn: duckdb.DuckDBPyConnection, query: str) -> list[list[str]]:

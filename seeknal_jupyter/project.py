@@ -671,12 +671,20 @@ class Project:
         """The state entry of a node's output in ``env``, else production's.
 
         Reading notes the environment's "last accessed".
+
+        Raises:
+            UsageError: the entry's file is missing or not the size written (it
+                was damaged outside seeknal).
         """
         self.store.touch(env)
         for state in _states(self.store, env):
             entry = state.entries.get(node_id)
-            if entry is not None:
-                return entry
+            if entry is None:
+                continue
+            problem = self.store.file_problem(entry)
+            if problem is not None:
+                raise UsageError(_damaged_output(node_id, env, problem))
+            return entry
         return None
 
     def output_path(self, node: str, env: str = PRODUCTION) -> Path:
@@ -901,6 +909,15 @@ def _no_output(node_id: str, env: str) -> str:
         f"{node_id} has no output in {where} yet; run it first: "
         f"seeknal run --nodes +{name}"
     )
+
+
+def _damaged_output(node_id: str, env: str, problem: str) -> str:
+    again = (
+        f"seeknal run --nodes {node_id.split('.', 1)[1]}"
+        if is_production(env)
+        else f"seeknal plan {env}, then seeknal run --env {env}"
+    )
+    return f"{node_id}'s output cannot be read: {problem}; build it again: {again}"
 
 
 def _unreadable(dag: Dag, wanted: set[str], root: Path) -> str:

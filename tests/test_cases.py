@@ -9,6 +9,7 @@ extension loaded, and real kernels.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import functools
@@ -43,7 +44,7 @@ from nbclient import NotebookClient
 
 from seeknal_jupyter import environments, execute
 from seeknal_jupyter.dag import build_dag
-from seeknal_jupyter.errors import ProjectError, RunFailed
+from seeknal_jupyter.errors import ProjectError, RunFailed, UsageError
 from seeknal_jupyter.loader import NAME_PATTERN, Node
 from seeknal_jupyter.project import Project
 from seeknal_jupyter.report import RunResult, TextReporter
@@ -673,6 +674,33 @@ def test_c04_failed_first_write_creates_nothing(tmp_path: Path) -> None:
     assert_target_files_sound(root / "target")
 
 
+def test_c04_an_output_damaged_outside_seeknal_is_named_then_rebuilt(
+    tmp_path: Path,
+) -> None:
+    """A C04 variant: the step-1 output cut to half by another tool. ``show``
+    names the node, the file and both sizes in one line (no DuckDB traceback), and
+    the next run builds exactly that node again, back to its 5 rows."""
+    root, digest = c04_step1(tmp_path)
+    entry = Project(root).store.load_state("prod").entries["transform.readings_clean"]
+    file = f"target/{entry.snapshot}"
+    size = (root / file).stat().st_size
+    os.truncate(root / file, size // 2)
+
+    with pytest.raises(UsageError) as error:
+        Project(root).show("readings_clean")
+
+    assert str(error.value) == (
+        f"transform.readings_clean's output cannot be read: its file {file} has "
+        f"{size // 2} bytes, {size} were written; build it again: seeknal run "
+        "--nodes readings_clean"
+    )
+    result = Project(root).run()
+    assert {n for n, s in result.statuses().items() if s != "cached"} == {
+        "transform.readings_clean"
+    }
+    c04_assert_v1_output_kept(root, digest)
+
+
 # C13: cycles, self references and references found only in comments
 
 C13_CYCLE = (
@@ -1202,6 +1230,48 @@ def test_c15_csv_edge_cases(tmp_path: Path) -> None:
     assert plan.to_execute == []
 
 
+def test_c15_step1_schemas_and_previews_before_any_run(tmp_path: Path) -> None:
+    """C15, "What to run" 1: each readable source's schema and preview, before any
+    run, give the column names exactly as stored (no U+FEFF, no carriage return),
+    the declared types and the file's values; the 0-byte file is named as empty.
+    """
+    root = make_project("C15", tmp_path)
+    project = Project(root)
+    customers_types = [("customer_id", "INTEGER"), ("amount", "DOUBLE")]
+
+    for node in ("bom_customers", "crlf_customers", "new_customers"):
+        assert project.schema(node).columns == customers_types
+    for node in ("bom_customers", "crlf_customers"):
+        frame = project.show(node)
+        assert list(frame.columns) == ["customer_id", "amount"]
+        assert list(frame.itertuples(index=False, name=None)) == C15_CUSTOMERS
+    assert len(project.show("new_customers")) == 0
+    assert project.show("tickets")["note"].tolist()[0] == "first line\nsecond line"
+    with pytest.raises(UsageError, match="data/empty.csv is empty"):
+        project.show("missing_customers")
+    assert not (root / "target" / "cache").exists()
+
+
+@pytest.mark.parametrize("content", [b"\n", codecs.BOM_UTF8, codecs.BOM_UTF8 + b"\r\n"])
+def test_c15_a_blank_file_fails_only_its_source(tmp_path: Path, content: bytes) -> None:
+    """C15, ``missing_customers`` with a file of a lone newline or a bare byte-order
+    mark instead of 0 bytes: still the run's error of that source alone, named as
+    empty; the plan does not take DuckDB's made-up ``column0`` for its header."""
+    root = make_project("C15", tmp_path)
+    (root / "data" / "empty.csv").write_bytes(content)
+
+    result = run_failed(Project(root), parallel=True)
+
+    failed = {n for n, s in result.statuses().items() if s != "success"}
+    assert failed == {"source.missing_customers"}
+    error = str(result.nodes["source.missing_customers"].error)
+    assert error == (
+        "source.missing_customers (seeknal/nodes.yml:27) failed: data file "
+        "data/empty.csv is empty (only blank lines or a byte-order mark, no header "
+        "row)"
+    )
+
+
 C15_FEATURE_GROUP = """
 ---
 kind: feature_group
@@ -1566,6 +1636,12 @@ def test_c17_earlier_outputs_of_failed_and_skipped_nodes_stay_and_are_stale(
         "transform.d": "cached",
     }
     assert {n: sha256(cache / f"{n}.parquet") for n in before} == before
+    assert result.stale == ["transform.bad_b", "transform.c", "transform.e"]
+    assert [n for n in result.notes() if "stale" in n] == [
+        f"transform.{n}: keeps its older output, which is stale (made from an "
+        "earlier definition or data)"
+        for n in ("bad_b", "c", "e")
+    ]
     assert Project(root).execution_plan().to_run == [
         "transform.bad_b",
         "transform.c",
