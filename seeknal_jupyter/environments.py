@@ -65,6 +65,9 @@ from seeknal_jupyter.store import (
 )
 
 PENDING_PLAN_FILE = "plan.pending.json"
+UNBUILT_IN_PRODUCTION = (
+    "no output in production: it failed, was skipped or was never run there"
+)
 ENV_FILE = "env.json"
 SECTION_ORDER = (
     ChangeClass.BREAKING,
@@ -390,13 +393,17 @@ def stale_nodes(
 ) -> dict[str, str]:
     """Unchanged nodes whose production output is not the project's now, and why.
 
-    The reason names the sources upstream (the node itself included) whose data
-    changed since production ran.
+    A node production has no output of (it failed or was skipped there) is one.
+    For the others, the reason names the sources upstream (the node itself
+    included) whose data changed since production ran.
     """
 
     def outdated(node_id: str) -> bool:
         entry = production.entries.get(node_id)
         return entry is not None and entry.fingerprint != fps[node_id]
+
+    def unbuilt(node_id: str) -> bool:
+        return node_id not in production.entries
 
     position = {n: i for i, n in enumerate(dag.order)}
     changed_data: dict[str, list[str]] = {}
@@ -405,11 +412,15 @@ def stale_nodes(
         if dag.nodes[node_id].kind == "source" and outdated(node_id):
             found.add(node_id)
         changed_data[node_id] = sorted(found, key=position.__getitem__)
-    return {
-        node_id: _stale_reason(node_id, changed_data[node_id])
-        for node_id in dag.order
-        if not changes[node_id].runs and outdated(node_id)
-    }
+    stale = {}
+    for node_id in dag.order:
+        if changes[node_id].runs:
+            continue
+        if unbuilt(node_id):
+            stale[node_id] = UNBUILT_IN_PRODUCTION
+        elif outdated(node_id):
+            stale[node_id] = _stale_reason(node_id, changed_data[node_id])
+    return stale
 
 
 def _stale_reason(node_id: str, sources: list[str]) -> str:

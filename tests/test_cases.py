@@ -1227,7 +1227,7 @@ def test_c15_csv_edge_cases(tmp_path: Path) -> None:
     }
     plan = environments.plan(project, "check")
     assert set(plan.classes().values()) == {"UNCHANGED"}
-    assert plan.to_execute == []
+    assert plan.to_execute == ["source.missing_customers"]  # no production output
 
 
 def test_c15_step1_schemas_and_previews_before_any_run(tmp_path: Path) -> None:
@@ -1270,6 +1270,45 @@ def test_c15_a_blank_file_fails_only_its_source(tmp_path: Path, content: bytes) 
         "data/empty.csv is empty (only blank lines or a byte-order mark, no header "
         "row)"
     )
+
+
+C15_DOWNSTREAM = """
+---
+kind: transform
+name: missing_count
+inputs:
+  - ref: source.missing_customers
+transform: SELECT count(*) AS customers FROM source.missing_customers
+"""
+
+
+def test_c15_a_source_that_failed_in_production_runs_in_an_environment(
+    tmp_path: Path,
+) -> None:
+    """A C15 variant: production's run failed ``missing_customers`` (and skipped
+    its reader), so an environment's plan runs both, giving the reason, instead of
+    reading outputs production does not have; with the file fixed, the
+    environment builds them."""
+    root = make_project("C15", tmp_path)
+    nodes = root / "seeknal" / "nodes.yml"
+    nodes.write_text(nodes.read_text() + C15_DOWNSTREAM)
+    run_failed(Project(root))
+    unbuilt = ["source.missing_customers", "transform.missing_count"]
+
+    plan = environments.plan(Project(root), "dev")
+
+    assert set(plan.classes().values()) == {"UNCHANGED"}
+    assert plan.to_execute == unbuilt
+    assert plan.stale == dict.fromkeys(
+        unbuilt,
+        "no output in production: it failed, was skipped or was never run there",
+    )
+    assert plan.summary().startswith("2 nodes to execute, 5 read from production")
+    shutil.copy(root / "data" / "header_only.csv", root / "data" / "empty.csv")
+    assert environments.plan(Project(root), "dev").to_execute == unbuilt
+    applied = environments.apply(Project(root), "dev")
+    assert {n for n, s in applied.statuses().items() if s == "success"} == set(unbuilt)
+    assert Project(root).show("missing_count", env="dev")["customers"].tolist() == [0]
 
 
 C15_FEATURE_GROUP = """
@@ -1320,7 +1359,8 @@ def test_c15_feature_group_keyed_on_the_bom_column(tmp_path: Path) -> None:
     planned = seeknal_cli("plan", "dev", "--project", str(root))
     assert planned.returncode == 0, planned.stderr
     assert "\nNo changes against production.\n" in planned.stdout
-    assert "Summary: 0 nodes to execute, 7 read from production" in planned.stdout
+    # missing_customers failed in production, so it is the one node to execute
+    assert "Summary: 1 node to execute, 6 read from production" in planned.stdout
     plan = environments.plan(project, "dev")
     assert "\nNo changes against production.\n" in str(plan)
     assert set(plan.classes().values()) == {"UNCHANGED"}
