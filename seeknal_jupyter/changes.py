@@ -352,12 +352,24 @@ def _added_column_changes_rows(old: exp.Select, new: exp.Select, name: str) -> s
     return ""
 
 
+def _columns(names: list[str], most: int = 6) -> str:
+    """``column a``, ``columns a, b and c``, or the first few of many and a count."""
+    if len(names) == 1:
+        return f"column {names[0]}"
+    if len(names) <= most:
+        return f"columns {', '.join(names[:-1])} and {names[-1]}"
+    return (
+        f"{len(names)} columns: {', '.join(names[:most])} and {len(names) - most} more"
+    )
+
+
 def _projection_reasons(old: exp.Select, new: exp.Select) -> list[Reason]:
     before, after = _projections(old), _projections(new)
     removed = [n for n in before if n not in after]
     added = [n for n in after if n not in before]
     reasons = _star_reasons(removed, added)
     renamed: set[str] = set()
+    gone = []
     for name in removed:
         target = next(
             (a for a in added if a not in renamed and after[a] == before[name]), None
@@ -368,14 +380,17 @@ def _projection_reasons(old: exp.Select, new: exp.Select) -> list[Reason]:
                 Reason(ChangeClass.BREAKING, f"column {name} renamed to {target}")
             )
         else:
-            reasons.append(
-                Reason(ChangeClass.BREAKING, f"SQL no longer outputs column {name}")
-            )
+            gone.append(name)
+    if gone:
+        reasons.append(
+            Reason(ChangeClass.BREAKING, f"SQL no longer outputs {_columns(gone)}")
+        )
     for name in before:
         if name in after and before[name] != after[name]:
             reasons.append(
                 Reason(ChangeClass.BREAKING, f"expression of column {name} changed")
             )
+    plain = []
     for name in added:
         if name in renamed:
             continue
@@ -388,9 +403,11 @@ def _projection_reasons(old: exp.Select, new: exp.Select) -> list[Reason]:
                 )
             )
         else:
-            reasons.append(
-                Reason(ChangeClass.NON_BREAKING, f"SQL now also outputs column {name}")
-            )
+            plain.append(name)
+    if plain:
+        reasons.append(
+            Reason(ChangeClass.NON_BREAKING, f"SQL now also outputs {_columns(plain)}")
+        )
     kept_before = [n for n in before if n in after]
     kept_after = [n for n in after if n in before]
     if kept_before != kept_after:

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -601,6 +601,8 @@ class Project:
                 entry = next(
                     s.entries[node_id] for s in fallback if node_id in s.entries
                 )
+            else:
+                _record_metadata(state, dag.nodes[node_id])
             result.nodes[node_id] = NodeResult(
                 node_id, dag.layer[node_id], "cached", entry.rows
             )
@@ -1017,6 +1019,15 @@ def definition_changes(node: Node, record: dict[str, Any]) -> list[str]:
         for reason in definition_reasons(old, Definition.from_node(node))
         if reason.severity != ChangeClass.METADATA
     ]
+
+
+def _record_metadata(state: State, node: Node) -> None:
+    """Keep a cached output's record up to date with its node's metadata
+    (description, owner, tags, file and line), which do not change its output."""
+    record = node_record(node)
+    entry = state.entries[node.id]
+    if entry.node != record:
+        state.entries[node.id] = replace(entry, node=record)
 
 
 def unbuilt_definitions(dag: Dag, state: State) -> dict[str, dict[str, Any]]:

@@ -652,6 +652,19 @@ def test_metadata_and_dependent_together_keep_both_reasons(
                 "SQL now also outputs column b",
             ],
         ),
+        (
+            "SELECT a, b, c FROM t",
+            "SELECT a, d, e FROM t",
+            [
+                "SQL no longer outputs columns b and c",
+                "SQL now also outputs columns d and e",
+            ],
+        ),
+        (
+            "SELECT " + ", ".join(f"c{i}" for i in range(9)) + " FROM t",
+            "SELECT c0 FROM t",
+            ["SQL no longer outputs 8 columns: c1, c2, c3, c4, c5, c6 and 2 more"],
+        ),
         ("SELECT a FROM t", "SELECT a FROM t ORDER BY a", ["ORDER BY added"]),
         ("SELECT a FROM t LIMIT 5", "SELECT a FROM t", ["LIMIT removed"]),
         (

@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from seeknal_jupyter import environments
 from seeknal_jupyter.errors import LockedError, ProjectError, RunFailed, UsageError
 from seeknal_jupyter.fingerprint import fingerprints
 from seeknal_jupyter.project import Project
@@ -208,6 +209,23 @@ def test_formatting_comment_and_metadata_edits_do_not_rerun(chain: Path) -> None
     result = project.run()
 
     assert set(result.statuses().values()) == {"cached"}
+
+
+def test_a_cached_run_records_metadata_edits_in_production(chain: Path) -> None:
+    """A metadata edit reruns nothing, but production's record takes it: the
+    next plan of an environment finds no change (not METADATA again and again)."""
+    project = Project(chain)
+    project.run()
+    edit(chain, "tags: [raw]", "tags: [raw, renamed]")
+    assert environments.plan(project, "before").counts()["METADATA"] == 1
+
+    result = project.run()
+
+    assert set(result.statuses().values()) == {"cached"}
+    entry = project.store.load_state("prod").entries["source.numbers"]
+    assert entry.node["spec"]["tags"] == ["raw", "renamed"]
+    plan = environments.plan(project, "after")
+    assert set(plan.classes().values()) == {"UNCHANGED"}
 
 
 def test_full_reruns_everything(chain: Path) -> None:
