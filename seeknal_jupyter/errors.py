@@ -53,9 +53,19 @@ class LockedError(SeeknalError):
 
 
 class RunFailed(SeeknalError):
-    """A run finished with failed or cancelled nodes; ``result`` holds the details."""
+    """A run finished with failed or cancelled nodes; ``result`` holds the details.
 
-    def __init__(self, result: RunResult) -> None:
+    Args:
+        result: the run's result, its summary included.
+        message: what the error says (default: the verdict, then each failure).
+    """
+
+    def __init__(self, result: RunResult, message: str | None = None) -> None:
         self.result = result
         failures = [r.error for r in result.nodes.values() if r.error]
-        super().__init__("\n".join([result.headline(), *failures]))
+        super().__init__(message or "\n".join([result.headline(), *failures]))
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows: the message, without a traceback (the summary
+        already names each failure with its file and line)."""
+        return [f"{type(self).__name__}: {self}"]

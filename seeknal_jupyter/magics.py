@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError as IPythonUsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import (
+    Magics,
+    cell_magic,
+    line_magic,
+    magics_class,
+    output_can_be_silenced,
+)
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Enum, Integer, TraitError, validate
 
@@ -88,6 +94,7 @@ class SeeknalMagics(Magics):
         return value
 
     @line_magic
+    @output_can_be_silenced
     def seeknal(self, line: str) -> Any:
         """Run a seeknal command in the notebook: ``%seeknal COMMAND [OPTIONS]``.
 
@@ -234,7 +241,9 @@ class SeeknalMagics(Magics):
             resumes = (
                 "; the next run resumes" if failure.result.count("cancelled") else ""
             )
-            raise IPythonUsageError(failure.result.headline() + resumes) from None
+            raise RunFailed(
+                failure.result, failure.result.headline() + resumes
+            ) from None
         if isinstance(result, RunResult):
             self._remember(project, result)
             if isinstance(reporter, ProgressPanel):
@@ -309,9 +318,12 @@ def _with_nodes(project: Project) -> Project:
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn the package's errors into IPython's one-line usage errors, naming
-    seeknal commands as the magic spells them."""
+    seeknal commands as the magic spells them; a run with failed nodes stays a
+    RunFailed (shown in one line too)."""
     try:
         yield
+    except RunFailed:
+        raise
     except LockedError as error:
         raise IPythonUsageError(str(error)) from None
     except SeeknalError as error:

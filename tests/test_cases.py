@@ -632,7 +632,7 @@ def test_c04_kernel_interrupt_during_the_run_magic_keeps_earlier_output(
     finally:
         kernel.close()
 
-    assert (reply["status"], reply["ename"]) == ("error", "UsageError")
+    assert (reply["status"], reply["ename"]) == ("error", "RunFailed")
     assert reply["evalue"].startswith(C04_CANCELLED)
     assert reply["evalue"].endswith("s; the next run resumes")
     assert "transform.readings_clean: interrupted while running" in shown_html(messages)
@@ -645,7 +645,7 @@ def test_c04_kernel_interrupt_during_the_run_magic_keeps_earlier_output(
     finally:
         kernel.close()
 
-    assert (reply["status"], reply["ename"]) == ("error", "UsageError")
+    assert (reply["status"], reply["ename"]) == ("error", "RunFailed")
     assert reply["evalue"].startswith(
         "Run FAILED: 1 executed (1 failed), 1 cached, 1 skipped of 3"
     )
@@ -1517,15 +1517,15 @@ def test_c17_widget_progress_shows_3_of_6_with_failed_and_skipped(
     of 6, not 6/6": ``%seeknal run --max-workers 4`` in a real IPython shell with the
     widget panel (``%config SeeknalMagics.progress = 'widget'``); the ipywidgets
     state of the displayed panel has the overall bar at 3 of 6, styled as failed,
-    its count saying "3 / 6 (1 failed, 2 skipped)", and the run ends in a usage
-    error with the failed verdict.
+    its count saying "3 / 6 (1 failed, 2 skipped)", and the run ends in a
+    RunFailed with the failed verdict.
     """
     root = make_project("C17", tmp_path / "c17")
     shell.run_line_magic("config", "SeeknalMagics.progress = 'widget'")
 
     result, shown = shell_cell(shell, f"%seeknal run --max-workers 4 --project {root}")
 
-    assert isinstance(result.error_in_exec, IPythonUsageError)
+    assert isinstance(result.error_in_exec, RunFailed)
     assert str(result.error_in_exec).startswith(
         "Run FAILED: 4 executed (1 failed), 0 cached, 2 skipped of 6 nodes"
     )

@@ -23,6 +23,7 @@ from traitlets import TraitError
 
 from seeknal_jupyter import cli
 from seeknal_jupyter.cells import dump_document
+from seeknal_jupyter.errors import RunFailed
 from seeknal_jupyter.errors import UsageError as SeeknalUsageError
 from seeknal_jupyter.magics import SeeknalMagics
 from seeknal_jupyter.progress import ProgressPanel
@@ -367,7 +368,7 @@ def test_run_returns_the_result_and_a_failure_prints_the_summary_once(
     )
     with capture_output(display=True) as shown:
         failed = ip.run_cell("%seeknal run --parallel")
-    assert isinstance(failed.error_in_exec, UsageError)
+    assert isinstance(failed.error_in_exec, RunFailed)
     assert str(failed.error_in_exec).startswith(
         "Run FAILED: 1 executed (1 failed), 15 cached of 16 nodes"
     )
@@ -388,6 +389,30 @@ def panel_displays(shown: Any) -> list[dict[str, Any]]:
 
 def summaries(shown: Any) -> list[str]:
     return [o.data["text/html"] for o in shown.outputs if "text/html" in o.data]
+
+
+@pytest.mark.parametrize(
+    ("cell", "shown"),
+    [
+        ("%seeknal show transactions --limit 1", True),
+        ("%seeknal show transactions --limit 1;", False),
+        ("%seeknal dag ;", False),
+        ("%seeknal project .;", False),
+        ("%seeknal project .", True),
+    ],
+)
+def test_a_semicolon_ending_the_line_hides_the_result(
+    ip: Any, fraud: Path, monkeypatch: pytest.MonkeyPatch, cell: str, shown: bool
+) -> None:
+    """As after any expression: the command runs, its result is not displayed."""
+    monkeypatch.chdir(fraud)
+    seeknal(ip, "project .")
+
+    with capture_output() as captured:
+        done = ip.run_cell(cell, store_history=True)
+
+    assert done.error_in_exec is None
+    assert ("Out[" in captured.stdout) is shown
 
 
 @pytest.mark.parametrize(
@@ -441,7 +466,7 @@ def test_a_failed_run_in_the_panel_is_summarised_once(ip: Any, fraud: Path) -> N
     with capture_output(display=True) as shown:
         failed = ip.run_cell("r = %seeknal run --parallel")
 
-    assert isinstance(failed.error_in_exec, UsageError)
+    assert isinstance(failed.error_in_exec, RunFailed)
     (summary,) = summaries(shown)
     assert "Run FAILED: 16 executed (1 failed), 0 cached of 16 nodes" in summary
     assert "card feed is down" in summary
