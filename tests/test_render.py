@@ -642,13 +642,36 @@ def dense_nodes(width: int, fan_in: int) -> list[DrawNode]:
     return [node for layer in layers for node in layer]
 
 
-def test_a_wasm_render_that_times_out_does_not_block_the_next_one() -> None:
-    hairball = dense_nodes(150, 25)
+class HangingBackend:
+    """A wasm backend whose render holds the instance's lock until released."""
 
-    stuck = draw(hairball, engine="wasm", max_nodes=len(hairball), timeout=0.3)
-    picture = draw(fraud_nodes(), engine="wasm", timeout=4)
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def render(self, dot: str, format: str) -> bytes:
+        self.release.wait()
+        return b"<svg></svg>"
+
+
+def test_a_wasm_render_that_times_out_does_not_block_the_next_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The timed-out render keeps its instance's lock; the next render gets a new
+    instance, so it draws (well within its time) instead of waiting on that lock."""
+    hanging = HangingBackend()
+    stuck_instance = render._WasmGraphviz()
+    stuck_instance._backend = hanging
+    monkeypatch.setattr(render, "_wasm", stuck_instance)
+
+    try:
+        stuck = draw(fraud_nodes(), engine="wasm", timeout=0.2)
+        picture = draw(fraud_nodes(), engine="wasm", timeout=120)
+    finally:
+        hanging.release.set()
 
     assert stuck.engine == "text"
+    assert stuck.problem is not None and "took more than 0.2 s" in stuck.problem
+    assert render._wasm is not stuck_instance
     assert picture.engine == "wasm"
     assert picture.svg is not None
     assert len(drawn_nodes(picture.svg)) == 15
