@@ -623,25 +623,6 @@ def test_a_renderer_that_hangs_times_out_to_text(
         release.set()
 
 
-def dense_nodes(width: int, fan_in: int) -> list[DrawNode]:
-    """Three layers of `width` nodes, each reading `fan_in` random ones before it."""
-    chooser = random.Random(1)
-    layers: list[list[DrawNode]] = [
-        [DrawNode(f"source.s{i}", "source", 0, ()) for i in range(width)]
-    ]
-    for layer, kind in ((1, "transform"), (2, "exposure")):
-        before = [node.id for node in layers[-1]]
-        layers.append(
-            [
-                DrawNode(
-                    f"{kind}.n{i}", kind, layer, tuple(chooser.sample(before, fan_in))
-                )
-                for i in range(width)
-            ]
-        )
-    return [node for layer in layers for node in layer]
-
-
 class HangingBackend:
     """A wasm backend whose render holds the instance's lock until released."""
 
