@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ class NodeDiff:
     compared as ``compared_as[column]`` on both sides. With ``matched``, the
     sample holds matched rows that differ, each differing column as in
     production beside its value in the environment; otherwise it holds rows found
-    on one side only, with a ``side`` column.
+    on one side only, with a ``side`` column: each side's first rows in sorted
+    order, so rows that share their leading columns face each other.
     """
 
     node_id: str
@@ -119,7 +121,7 @@ class NodeDiff:
         text = "\n".join([head, *("  " + line for line in self._lines())])
         if self.sample is not None and len(self.sample):
             text += f"\n{self._sample_heading()}:\n" + self.sample.to_string(
-                index=False
+                index=False, line_width=shutil.get_terminal_size().columns
             )
         return text
 
@@ -238,9 +240,9 @@ def _compare_outputs(
         matched, sample = sides.matched(env, keys, shared, casts, limit)
     else:
         sample = conn.execute(
-            f"(SELECT {quote_literal(env)} AS side, * FROM only_env "
+            f"(SELECT {quote_literal(env)} AS side, * FROM only_env ORDER BY ALL "
             f"LIMIT {int(limit)}) UNION ALL (SELECT 'production' AS side, * "
-            f"FROM only_prod LIMIT {int(limit)})"
+            f"FROM only_prod ORDER BY ALL LIMIT {int(limit)})"
         ).df()
     return NodeDiff(
         node_id=node_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from environment_helpers import (
     PROD_EXPORT,
     TXN,
@@ -131,3 +132,26 @@ def test_diff_without_keys_samples_the_rows_found_on_one_side(
     assert list(found.sample["side"]) == ["retyped", "retyped"] + ["production"] * 2
     assert list(found.sample["is_fraud"]) == [2, 2, 1, 1]
     assert "sample of differing rows:\n" in str(found)
+
+
+def test_diff_without_keys_lines_up_both_sides_and_fits_the_terminal(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each side's sample is its first rows in sorted order, so the same leading
+    columns (here the transaction) face each other; the text wraps to COLUMNS."""
+    edit(
+        project,
+        "    f.is_fraud\n",
+        "    CAST(f.is_fraud AS INTEGER) * 2 AS is_fraud\n",
+        "seeknal/exposures/15_exposure_training_data.yml",
+    )
+    applied(project, "retyped")
+    monkeypatch.setenv("COLUMNS", "60")
+
+    found = diff(project, "training_data", "retyped", limit=3)
+
+    sides = found.sample.groupby("side", sort=False)
+    leading = {side: rows.iloc[:, 1].tolist() for side, rows in sides}
+    assert leading["retyped"] == leading["production"] == sorted(leading["retyped"])
+    sample = str(found).split("sample of differing rows:\n")[1]
+    assert max(len(line) for line in sample.splitlines()) <= 60
