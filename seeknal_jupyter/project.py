@@ -158,7 +158,8 @@ class ExecutionPlan:
     """What a run would do: per layer, the nodes to run, why, and the cached ones.
 
     Its text is what ``--dry-run`` prints; :meth:`layout` is what ``--show-plan``
-    prints.
+    prints. ``reasons`` says why each node to run runs, and notes a cached node
+    read from an out-of-date input that is not selected.
     """
 
     dag: Dag
@@ -199,13 +200,9 @@ class ExecutionPlan:
                 f"Layer {number}: {running} to run, {len(members) - running} cached"
             )
             for node_id in members:
-                if node_id in run:
-                    reason = self.reasons.get(node_id)
-                    lines.append(
-                        f"  run     {node_id}" + (f": {reason}" if reason else "")
-                    )
-                else:
-                    lines.append(f"  cached  {node_id}")
+                reason = self.reasons.get(node_id)
+                verb = "run   " if node_id in run else "cached"
+                lines.append(f"  {verb}  {node_id}" + (f": {reason}" if reason else ""))
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -357,13 +354,19 @@ class Project:
         fps = fingerprints(dag, self.root)
         selected = dag.select(nodes, tags, types)
         state = self.store.load_state(env)
-        to_run, cached = self._split(dag, selected, fps, state, full)
+        as_read = self._as_read(dag, fps, selected, state)
+        to_run, cached = self._split(dag, selected, as_read, state, full)
         _check_inputs_built(dag, to_run, self._input_resolver(dag, [state]))
         workers = worker_count(parallel, max_workers)
         run_set = set(to_run)
         reasons = {
-            n: self._run_reason(dag, n, fps, state, run_set, full) for n in to_run
+            n: self._run_reason(dag, n, as_read, state, run_set, full) for n in to_run
         }
+        for node_id, inputs in _behind_inputs(dag, selected, fps, state).items():
+            note = _behind_note(node_id, inputs)
+            reasons[node_id] = (
+                f"{reasons[node_id]}; {note}" if node_id in reasons else note
+            )
         return ExecutionPlan(dag, to_run, cached, workers, _mode(full), reasons)
 
     def _run_reason(
@@ -394,9 +397,14 @@ class Project:
             return "its data file changed"
         rerun = [i for i in node.inputs if i in to_run]
         if rerun:
-            return f"input {rerun[0]} re-runs" + (
-                f" (and {plural(len(rerun) - 1, 'other')})" if len(rerun) > 1 else ""
-            )
+            return f"input {rerun[0]} re-runs" + _others(rerun)
+        newer = [
+            i
+            for i in node.inputs
+            if i in state.entries and state.entries[i].finished_at > entry.finished_at
+        ]
+        if newer:
+            return f"input {newer[0]}{_others(newer)} has a newer output"
         return "an input's output changed since it was built"
 
     def _split(
@@ -477,11 +485,11 @@ class Project:
             state = self.store.load_state(env)
             self.store.sync(generation, state)
             replaced = [f for e in state.entries.values() for f in e.files()]
-            to_run, cached = self._split(dag, selected, fps, state, full)
-            fps = self._as_read(dag, fps, to_run, state)
+            as_read = self._as_read(dag, fps, selected, state)
+            to_run, cached = self._split(dag, selected, as_read, state, full)
             result = self._execute(
                 dag,
-                fps,
+                as_read,
                 env,
                 generation,
                 state,
@@ -493,6 +501,7 @@ class Project:
                 fail_fast,
                 _mode(full),
                 fallback=[],
+                behind=_behind_inputs(dag, selected, fps, state),
             )
             if to_run:
                 self.store.collect(keep_snapshots=replaced)
@@ -501,18 +510,19 @@ class Project:
         return result
 
     def _as_read(
-        self, dag: Dag, fps: dict[str, str], to_run: list[str], state: State
+        self, dag: Dag, fps: dict[str, str], chosen: list[str], state: State
     ) -> dict[str, str]:
-        """``fps`` with the nodes to run fingerprinted from the outputs they read.
+        """``fps`` with the ``chosen`` nodes fingerprinted from the outputs they read.
 
         An input left out of the run is read as it was last built. When its
         definition or data changed since, what is built from it must not pass for
-        up to date later, so its fingerprint is that of the output it really read.
+        up to date later, so its fingerprint is that of the output it really read;
+        and an output already built from that same input is up to date with it.
         """
-        run_set = set(to_run)
+        run_set = set(chosen)
         read = {
             i: state.entries[i].fingerprint
-            for n in to_run
+            for n in chosen
             for i in dag.nodes[n].inputs
             if i not in run_set
             and i in state.entries
@@ -553,6 +563,7 @@ class Project:
         mode: str,
         fallback: list[State],
         result: RunResult | None = None,
+        behind: dict[str, list[str]] | None = None,
     ) -> RunResult:
         """Build ``to_run`` into ``generation`` and record them in ``state``.
 
@@ -561,7 +572,9 @@ class Project:
         entry of ``state``. Each built node is linked into it once the saved
         state records it. Production's exposure links are then checked (an
         environment's ``exports`` folder link for another). ``result`` is the
-        object to fill (an environment passes its own kind).
+        object to fill (an environment passes its own kind). ``behind`` gives
+        the out-of-date inputs, not selected, that nodes are built from: each
+        node built or cached from one gets a note in the summary.
         """
         started = time.perf_counter()
         input_path = self._input_resolver(dag, [state, *fallback])
@@ -651,6 +664,12 @@ class Project:
         }
         result.critical_path = dag.critical_path(seconds)[0] if seconds else []
         result.stale = stale_outputs(result, state, fps)
+        result.messages += [
+            f"{node_id}: {_behind_note(node_id, inputs)}"
+            for node_id, inputs in (behind or {}).items()
+            if node_id in result.nodes
+            and result.nodes[node_id].status in ("success", "cached")
+        ]
         result.wall_seconds = time.perf_counter() - started
         reporters.handle(RunFinished(result))
         return result
@@ -729,8 +748,9 @@ class Project:
         if entry.fingerprint != fingerprints(dag, self.root)[node_id]:
             log.warning(
                 "%s: this output is stale (made from an earlier definition or "
-                "data); run it again to refresh it",
+                "data); refresh it with: seeknal run --nodes +%s",
                 node_id,
+                dag.nodes[node_id].name,
             )
         path = quote_literal(str(self.target / entry.snapshot))
         with connection() as conn:
@@ -895,6 +915,50 @@ def _check_inputs_built(dag: Dag, to_run: list[str], input_path: InputPath) -> N
         for input_id in dag.nodes[node_id].inputs:
             if input_id not in run_set:
                 input_path(input_id)
+
+
+def _behind_inputs(
+    dag: Dag, selected: list[str], fps: dict[str, str], state: State
+) -> dict[str, list[str]]:
+    """By selected node, the inputs outside the selection whose out-of-date
+    output it reads, directly or through selected nodes (in DAG order); nodes
+    without any are left out."""
+    chosen = set(selected)
+    behind: dict[str, list[str]] = {}
+    for node_id in dag.order:
+        if node_id not in chosen:
+            continue
+        found: set[str] = set()
+        for input_id in dag.nodes[node_id].inputs:
+            entry = state.entries.get(input_id)
+            if input_id in chosen:
+                found.update(behind.get(input_id, []))
+            elif entry is not None and entry.fingerprint != fps[input_id]:
+                found.add(input_id)
+        if found:
+            behind[node_id] = [n for n in dag.order if n in found]
+    return behind
+
+
+def _behind_note(node_id: str, inputs: list[str]) -> str:
+    """What ``--dry-run`` and the summary say of a node built from out-of-date
+    inputs that were not selected, and how to refresh them."""
+    name = node_id.split(".", 1)[1]
+    if len(inputs) == 1:
+        old = f"the old output of {inputs[0]}, which is out of date"
+        both = "both"
+    else:
+        old = f"the old outputs of {', '.join(inputs)}, which are out of date"
+        both = "them all"
+    return (
+        f"built from {old} and not selected (seeknal run --nodes +{name} "
+        f"refreshes {both})"
+    )
+
+
+def _others(inputs: list[str]) -> str:
+    """`` (and N others)`` after the first of several inputs."""
+    return f" (and {plural(len(inputs) - 1, 'other')})" if len(inputs) > 1 else ""
 
 
 def _rows(conn: duckdb.DuckDBPyConnection, query: str, limit: int | None) -> Any:

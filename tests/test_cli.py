@@ -217,7 +217,8 @@ def test_dry_run_says_why_each_node_would_run(tmp_path: Path) -> None:
         "Layer 2: 1 to run, 0 cached",
         (
             "  run     transform.doubled: definition changed (expression of column n2 "
-            "changed)"
+            "changed); built from the old output of source.numbers, which is out of "
+            "date and not selected (seeknal run --nodes +doubled refreshes both)"
         ),
     ]
     assert full.stdout.splitlines() == [
@@ -247,6 +248,43 @@ def test_a_dry_run_reports_an_unbuilt_input_as_the_run_does(tmp_path: Path) -> N
         "Layer 2: 1 to run, 0 cached\n"
         "  run     transform.doubled: no output yet\n"
     )
+
+
+def test_a_node_on_an_unselected_stale_input_says_so_and_is_not_rebuilt(
+    fraud: Path,
+) -> None:
+    assert seeknal("run", "--parallel", cwd=fraud).returncode == 0
+    (fraud / "data" / "fraud_labels.csv").touch()
+    behind = (
+        "transform.merchant_risk: built from the old output of source.fraud_labels, "
+        "which is out of date and not selected (seeknal run --nodes +merchant_risk "
+        "refreshes both)"
+    )
+
+    dry = seeknal("run", "--nodes", "merchant_risk", "--dry-run", cwd=fraud)
+    real = seeknal("run", "--nodes", "merchant_risk", cwd=fraud)
+    refresh = seeknal("run", "--nodes", "+merchant_risk", "--dry-run", cwd=fraud)
+
+    assert (dry.returncode, dry.stderr) == (0, "")
+    assert dry.stdout.splitlines() == [
+        "Dry run (incremental, 1 worker): 0 to run, 1 cached; nothing was run",
+        "Layer 2: 0 to run, 1 cached",
+        f"  cached  {behind}",
+    ]
+    assert (real.returncode, real.stderr) == (0, "")
+    lines = real.stdout.splitlines()
+    assert lines[lines.index("") + 2 : lines.index("") + 4] == [
+        "transform.merchant_risk      2  CACHED          1,500         ",
+        f"  {behind}",
+    ]
+    assert lines[-1].startswith("Run succeeded: 0 executed, 1 cached of 1 node in ")
+    assert refresh.stdout.splitlines()[1:] == [
+        "Layer 1: 1 to run, 1 cached",
+        "  cached  source.merchant_data",
+        "  run     source.fraud_labels: its data file changed",
+        "Layer 2: 1 to run, 0 cached",
+        "  run     transform.merchant_risk: input source.fraud_labels re-runs",
+    ]
 
 
 HOLD_LOCK = """
@@ -834,7 +872,7 @@ def test_a_failure_marks_older_outputs_stale_and_numbers_only_built_nodes(
     assert stale.stdout.split() == ["m", "0", "10", "1", "20", "2", "30"]
     assert stale.stderr == (
         "warning: transform.c: this output is stale (made from an earlier definition "
-        "or data); run it again to refresh it\n"
+        "or data); refresh it with: seeknal run --nodes +c\n"
     )
     assert fresh.stderr == ""
 

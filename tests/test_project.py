@@ -637,20 +637,45 @@ def test_headerless_csv_takes_its_column_names_from_the_schema(tmp_path: Path) -
     assert output(project, "dashed-reader") == [("x", 10), ("y", 20)]
 
 
-def test_running_a_node_alone_on_a_stale_input_does_not_poison_the_cache(
+def test_a_node_run_alone_on_a_stale_input_is_fingerprinted_from_what_it_read(
     chain: Path,
 ) -> None:
     project = Project(chain)
     project.run()
     edit(chain, "SELECT n, n * 2 AS n2", "SELECT n, n * 200 AS n2")
+    behind = (
+        "built from the old output of transform.doubled, which is out of date and "
+        "not selected (seeknal run --nodes +total refreshes both)"
+    )
 
+    planned = project.execution_plan(nodes=["total"])
     alone = project.run(nodes=["total"])
+    edit(chain, "SUM(n2) AS total", "SUM(n2) + 1 AS total")
+    edited = project.execution_plan(nodes=["total"]).reasons
+    changed = project.run(nodes=["total"])
+    again = project.run(nodes=["total"])
 
-    assert ran(alone) == {"transform.total"}
-    assert output(project, "total") == [(12,)]
-    assert ran(project.run()) == {"transform.doubled", "transform.total"}
-    assert output(project, "total") == [(1200,)]
+    assert (planned.to_run, planned.cached) == ([], ["transform.total"])
+    assert planned.reasons == {"transform.total": behind}
+    assert alone.statuses() == {"transform.total": "cached"}
+    assert alone.messages == [f"transform.total: {behind}"]
+    assert edited == {
+        "transform.total": (
+            f"definition changed (expression of column total changed); {behind}"
+        )
+    }
+    assert changed.statuses() == {"transform.total": "success"}
+    assert changed.messages == [f"transform.total: {behind}"]
+    assert output(project, "total") == [(13,)]
+    assert again.statuses() == {"transform.total": "cached"}
+    assert ran(project.run(nodes=["doubled"])) == {"transform.doubled"}
+    assert project.execution_plan().reasons == {
+        "transform.total": "input transform.doubled has a newer output"
+    }
+    assert ran(project.run()) == {"transform.total"}
+    assert output(project, "total") == [(1201,)]
     assert set(project.run().statuses().values()) == {"cached"}
+    assert project.run().messages == []
 
 
 def test_show_refuses_a_negative_limit(chain: Path) -> None:
@@ -862,7 +887,7 @@ def test_show_warns_when_an_output_is_stale(
     assert [r.getMessage() for r in caplog.records] == [
         (
             "transform.total: this output is stale (made from an earlier definition "
-            "or data); run it again to refresh it"
+            "or data); refresh it with: seeknal run --nodes +total"
         )
     ]
 
