@@ -140,6 +140,31 @@ class _Draft:
     sql: str | None = None
 
 
+@dataclass(frozen=True)
+class _Known:
+    """The node ids that inputs and SQL may name.
+
+    ``ids`` are the nodes defined, and those of a known kind rejected for
+    another problem; only they are suggested for a misspelt reference. A file
+    that could not be read (``complete`` False), or a document whose kind is
+    not known (its name in ``unknown_kind``), may define the node a reference
+    names: such a reference is not reported, the file's own problem is.
+    """
+
+    ids: set[str]
+    unknown_kind: set[str]
+    complete: bool
+    by_name: dict[str, list[str]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for node_id in self.ids:
+            self.by_name.setdefault(node_id.split(".", 1)[1], []).append(node_id)
+
+    def may_be_defined(self, ref: str) -> bool:
+        """Whether a broken file may define what ``ref`` names."""
+        return not self.complete or ref.rpartition(".")[2] in self.unknown_kind
+
+
 @dataclass
 class LoadResult:
     """Nodes in load order plus the non-fatal notes collected on the way.
@@ -529,18 +554,16 @@ def _word(word: str) -> re.Pattern[str]:
 
 def _declared_inputs(
     draft: _Draft,
-    ids: set[str],
-    by_name: dict[str, list[str]],
+    known: _Known,
     problems: list[Problem],
     warnings: list[Problem],
-    complete: bool,
 ) -> list[str]:
     """The ids of the node's ``inputs`` list; a repeated one is a warning."""
     node_id = f"{draft.kind}.{draft.name}"
     inputs: list[str] = []
     first_line: dict[str, int] = {}
     for ref, line in draft.refs:
-        target = _resolve(ref, ids, by_name)
+        target = _resolve(ref, known.ids, known.by_name)
         if target == node_id:
             problems.append(
                 Problem(
@@ -552,14 +575,14 @@ def _declared_inputs(
                 )
             )
         elif target is None:
-            if complete:
+            if not known.may_be_defined(ref):
                 problems.append(
                     Problem(
                         f"unknown input {ref!r}",
                         draft.file,
                         line,
                         node_id,
-                        _suggest(ref, ids),
+                        _suggest(ref, known.ids),
                     )
                 )
         elif target in first_line:
@@ -593,20 +616,18 @@ def _declared_inputs(
 
 def _link(
     draft: _Draft,
-    ids: set[str],
-    by_name: dict[str, list[str]],
+    known: _Known,
     problems: list[Problem],
     warnings: list[Problem],
-    complete: bool = True,
 ) -> tuple[str, ...]:
     """The node's input ids: its ``inputs`` list, then the nodes its SQL reads
     as ``kind.name`` that the list does not hold.
 
-    With ``complete`` False some file could not be read, so an unknown id may be
-    defined there: it is not reported (the file's own problem is).
+    A reference that a broken file may define is not reported (the file's own
+    problem is); see :class:`_Known`.
     """
     node_id = f"{draft.kind}.{draft.name}"
-    inputs = _declared_inputs(draft, ids, by_name, problems, warnings, complete)
+    inputs = _declared_inputs(draft, known, problems, warnings)
     if draft.sql:
         for ref in referenced_nodes(draft.sql):
             if ref == node_id:
@@ -619,8 +640,8 @@ def _link(
                         "a node cannot read its own output",
                     )
                 )
-            elif ref not in ids:
-                if not complete:
+            elif ref not in known.ids:
+                if known.may_be_defined(ref):
                     continue
                 problems.append(
                     Problem(
@@ -628,7 +649,7 @@ def _link(
                         draft.file,
                         _line_naming(draft, ref.split(".", 1)[1]),
                         node_id,
-                        _suggest(ref, ids),
+                        _suggest(ref, known.ids),
                     )
                 )
             elif ref not in inputs:
@@ -645,7 +666,7 @@ def _link(
                     "add a 'transform' with SQL that joins them",
                 )
             )
-        elif not inputs and (complete or not draft.refs):
+        elif not inputs and not any(known.may_be_defined(r) for r, _ in draft.refs):
             problems.append(
                 Problem(
                     "no inputs and no 'transform'",
@@ -667,15 +688,20 @@ def build_nodes(
     """Validate documents and link their inputs; later documents may replace none.
 
     ``complete`` is False when some file could not be read: unknown inputs are then
-    not reported, since they may be defined in that file.
+    not reported, since they may be defined in that file. Nor are references to
+    the name of a document whose kind is not known, which may define them.
     """
     drafts: list[tuple[_Draft, dict[str, Any]]] = []
     seen: dict[str, str] = {}
     rejected: set[str] = set()
+    unknown_kind: set[str] = set()
     for doc, file in documents:
         made = _draft(doc, file, problems, warnings)
-        if made is None:
+        if made is None and doc.get("kind") in KINDS:
             rejected.add(f"{doc.get('kind')}.{doc.get('name')}")
+        elif made is None:
+            unknown_kind.add(str(doc.get("name")))
+        if made is None:
             continue
         draft = made[0]
         node_id = f"{draft.kind}.{draft.name}"
@@ -693,13 +719,10 @@ def build_nodes(
             continue
         seen[node_id] = where
         drafts.append(made)
-    ids = set(seen) | rejected
-    by_name: dict[str, list[str]] = {}
-    for node_id in ids:
-        by_name.setdefault(node_id.split(".", 1)[1], []).append(node_id)
+    known = _Known(set(seen) | rejected, unknown_kind, complete)
     nodes: dict[str, Node] = {}
     for draft, extra in drafts:
-        inputs = _link(draft, ids, by_name, problems, warnings, complete)
+        inputs = _link(draft, known, problems, warnings)
         node = Node(
             kind=draft.kind,
             name=draft.name,

@@ -283,6 +283,57 @@ def test_a_broken_file_is_its_only_problem(
     assert "unknown input" not in str(error.value)
 
 
+def test_a_misspelt_kind_is_its_only_problem(fraud: Path) -> None:
+    path = fraud / MERCHANT_RISK
+    path.write_text(path.read_text().replace("kind: transform\n", "kind: transfrom\n"))
+
+    with pytest.raises(ProjectError) as error:
+        load_nodes(fraud)
+
+    assert str(error.value).splitlines() == [
+        "1 problem in the project:",
+        (
+            f"  {MERCHANT_RISK}:1: transfrom.merchant_risk: unknown kind 'transfrom' "
+            "(did you mean 'transform'?)"
+        ),
+    ]
+
+
+def test_a_document_of_unknown_kind_is_never_suggested(tmp_path: Path) -> None:
+    unknown = "kind: transfrom\nname: spend\ntransform: SELECT 1 AS one\n"
+    unsupported = "kind: model\nname: scorer\n"
+    kindless = "name: labels\ntransform: SELECT 1 AS one\n"
+    reader = (
+        "kind: transform\nname: reader\n"
+        "inputs: [{ref: transform.spend}, {ref: transform.labels}, {ref: scorer}]\n"
+        "transform: |\n"
+        "  SELECT * FROM transform.spend, transform.labels, scorer, transform.spnd\n"
+    )
+    files = {"a.yml": unknown, "b.yml": unsupported, "c.yml": kindless}
+
+    found = problems(tmp_path, {**files, "d.yml": reader})
+
+    assert found == [
+        (
+            "seeknal/a.yml:1: transfrom.spend: unknown kind 'transfrom' (did you mean "
+            "'transform'?)"
+        ),
+        (
+            "seeknal/b.yml:1: model.scorer: kind 'model' is a Seeknal kind that "
+            "seeknal_jupyter does not support (supported kinds: source, transform, "
+            "feature_group, exposure)"
+        ),
+        (
+            "seeknal/c.yml:1: missing 'kind' (one of: source, transform, feature_group, "
+            "exposure)"
+        ),
+        (
+            "seeknal/d.yml:5: transform.reader: SQL reads 'transform.spnd', which is "
+            "not a node (check the node id (kind.name))"
+        ),
+    ]
+
+
 def test_an_unreadable_file_hides_only_unknown_references(tmp_path: Path) -> None:
     reader = "kind: transform\nname: t\ninputs: [{ref: transform.elsewhere}]\n"
     reader += "transform: SELECT * FROM transform.elsewhere\n"
