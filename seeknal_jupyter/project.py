@@ -679,13 +679,15 @@ class Project:
         production.
 
         Raises:
-            UsageError: no environment has that name (the existing ones are listed).
+            UsageError: the name is not allowed, differs from an existing
+                environment's only by case, or names no environment (the
+                existing ones are listed).
         """
-        if is_production(env):
-            return PRODUCTION
-        if env not in self.store.environments():
-            known = ", ".join(self.store.environments()) or "none"
-            raise UsageError(f"no environment {env!r} (environments: {known})")
+        from seeknal_jupyter.environments import environment_name, unknown_environment
+
+        env = environment_name(env, self.store, production_allowed=True)
+        if env != PRODUCTION and env not in self.store.environments():
+            raise unknown_environment(self.store, env)
         return env
 
     def _entry(self, node_id: str, env: str) -> Entry | None:

@@ -579,6 +579,35 @@ def test_show_in_an_unknown_environment_is_a_one_line_error(tmp_path: Path) -> N
         assert seeknal("show", "doubled", "--env", name, cwd=root).stdout == production
 
 
+def test_every_command_taking_an_environment_explains_a_case_clash(
+    tmp_path: Path,
+) -> None:
+    root = write_project(tmp_path)
+    assert seeknal("run", cwd=root).returncode == 0
+    assert seeknal("plan", "dev", cwd=root).returncode == 0
+    message = (
+        "error: environment 'DEV' differs from the existing 'dev' only by case; "
+        "use 'dev' (file systems may not tell the two apart)\n"
+    )
+
+    for words in (
+        ["plan", "DEV"],
+        ["run", "--env", "DEV"],
+        ["run", "--env", "DEV", "--dry-run"],
+        ["show", "doubled", "--env", "DEV"],
+        ["diff", "doubled", "--env", "DEV"],
+        ["dag", "--plan", "DEV"],
+        ["promote", "DEV"],
+        ["promote", "dev", "DEV"],
+        ["env", "plan", "DEV"],
+        ["env", "apply", "DEV"],
+        ["env", "promote", "DEV"],
+        ["env", "delete", "DEV"],
+    ):
+        done = seeknal(*words, cwd=root)
+        assert (done.returncode, done.stdout, done.stderr) == (2, "", message), words
+
+
 def test_diff_compares_an_environment_with_production(tmp_path: Path) -> None:
     root = write_project(tmp_path)
     assert seeknal("run", cwd=root).returncode == 0
