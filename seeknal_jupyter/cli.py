@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import logging
 import os
 import shlex
@@ -44,10 +45,38 @@ class ArgumentError(UsageError):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """An argparse parser that raises UsageError instead of exiting."""
+    """An argparse parser that raises UsageError instead of exiting.
+
+    Each parser refuses the words it does not know itself, so that a mistake
+    after a command's name gets that command's usage and error, and a misspelt
+    option the closest one. ``commands`` are its sub-commands' parsers.
+    """
+
+    commands: dict[str, ArgumentParser]
 
     def error(self, message: str) -> NoReturn:
         raise ArgumentError(f"{self.prog}: {message}", self)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(
+                f"unrecognized arguments: {' '.join(extras)}{self._closest(extras)}"
+            )
+        return parsed, extras
+
+    def _closest(self, words: list[str]) -> str:
+        """`` (did you mean --x?)`` naming the options closest to misspelt ones."""
+        options = [o for a in self._actions for o in a.option_strings]
+        close = [
+            match
+            for word in words
+            if word.startswith("--")
+            for match in difflib.get_close_matches(word.split("=", 1)[0], options, n=1)
+        ]
+        return f" (did you mean {', '.join(close)}?)" if close else ""
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if message:
@@ -158,6 +187,7 @@ def _add_environment_commands(commands: Any, common: ArgumentParser) -> None:
     )
     actions = env.add_subparsers(dest="env_command", metavar="ACTION")
     actions.required = True
+    env.commands = actions.choices
     plan = actions.add_parser(
         "plan",
         parents=[common],
@@ -189,8 +219,9 @@ PROJECT_HELP = "project folder (default: the current folder, or the notebook's p
 
 
 def _option_parents() -> tuple[ArgumentParser, ArgumentParser]:
-    """The options every sub-command takes after its name: ``-v`` alone (for the
-    commands without a project) and ``-v`` with ``--project``.
+    """The options every sub-command takes after its name: ``-v`` with
+    ``--project`` hidden (for the commands without a project: ``parse`` refuses
+    it there as it does before their name) and ``-v`` with ``--project``.
 
     They default to nothing, so that the same options given before the
     sub-command's name are kept; ``-v`` after it counts apart and is added.
@@ -204,11 +235,15 @@ def _option_parents() -> tuple[ArgumentParser, ArgumentParser]:
         default=argparse.SUPPRESS,
         help=VERBOSE_HELP,
     )
+    without_project = ArgumentParser(add_help=False, parents=[verbose])
+    without_project.add_argument(
+        "--project", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     common = ArgumentParser(add_help=False, parents=[verbose])
     common.add_argument(
         "--project", metavar="PATH", default=argparse.SUPPRESS, help=PROJECT_HELP
     )
-    return verbose, common
+    return without_project, common
 
 
 def build_parser(notebook: bool = False) -> ArgumentParser:
@@ -222,6 +257,7 @@ def build_parser(notebook: bool = False) -> ArgumentParser:
     parser.add_argument("--project", metavar="PATH", help=PROJECT_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
+    parser.commands = commands.choices
 
     init = commands.add_parser(
         "init",
@@ -372,10 +408,8 @@ def parse(argv: Sequence[str] | str, notebook: bool = False) -> argparse.Namespa
     args.verbose += vars(args).pop("verbose_after", 0)
     if args.command in ("init", "project") and args.project is not None:
         target = "DIR" if args.command == "init" else "PATH"
-        raise ArgumentError(
-            f"{parser.prog} {args.command}: --project does not apply; give the "
-            f"folder as {target}",
-            parser,
+        parser.commands[args.command].error(
+            f"--project does not apply; give the folder as {target}"
         )
     return args
 

@@ -88,7 +88,8 @@ def test_success_exits_0_and_prints_the_summary(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "--bogus"], "error: seeknal: unrecognized arguments: --bogus"),
+        (["run", "--bogus"], "error: seeknal run: unrecognized arguments: --bogus"),
+        (["--bogus", "run"], "error: seeknal: unrecognized arguments: --bogus"),
         ([], "error: seeknal: the following arguments are required: COMMAND"),
         (["run", "--max-workers", "0"], "error: --max-workers must be 1 or more"),
         (["show", "nope"], "error: no node named 'nope'"),
@@ -546,6 +547,57 @@ def test_a_misspelt_node_gets_a_suggestion(tmp_path: Path) -> None:
             "usage: seeknal [-h] [-v] [--project PATH] COMMAND ...",
             "error: seeknal: the following arguments are required: COMMAND",
         ),
+        (
+            ["run", "--paralel"],
+            (
+                "usage: seeknal run [-h] [-v] [--project PATH] [--parallel] "
+                "[--max-workers N] [--full] [--dry-run] [--show-plan] [--fail-fast] "
+                "[--nodes A,B] [--tags T] [--types KIND] [--env ENV]"
+            ),
+            (
+                "error: seeknal run: unrecognized arguments: --paralel (did you mean "
+                "--parallel?)"
+            ),
+        ),
+        (
+            ["show", "doubled", "--limt", "3", "extra"],
+            (
+                "usage: seeknal show [-h] [-v] [--project PATH] [--env ENV] [--limit N] "
+                "[--schema] NODE"
+            ),
+            (
+                "error: seeknal show: unrecognized arguments: --limt 3 extra (did you "
+                "mean --limit?)"
+            ),
+        ),
+        (
+            ["env", "apply", "dev", "--dry-rum"],
+            (
+                "usage: seeknal env apply [-h] [-v] [--project PATH] [--parallel] "
+                "[--max-workers N] [--full] [--dry-run] [--show-plan] [--fail-fast] "
+                "[--nodes A,B] [--tags T] [--types KIND] ENV"
+            ),
+            (
+                "error: seeknal env apply: unrecognized arguments: --dry-rum (did you "
+                "mean --dry-run?)"
+            ),
+        ),
+        (
+            ["init", "--example", "fraud-detection", "--project", "x", "f5"],
+            (
+                "usage: seeknal init [-h] [-v] --example {fraud-detection,nyc-flights} "
+                "[--scale N] DIR"
+            ),
+            "error: seeknal init: --project does not apply; give the folder as DIR",
+        ),
+        (
+            ["--project", "x", "init", "--example", "fraud-detection", "f5"],
+            (
+                "usage: seeknal init [-h] [-v] --example {fraud-detection,nyc-flights} "
+                "[--scale N] DIR"
+            ),
+            "error: seeknal init: --project does not apply; give the folder as DIR",
+        ),
     ],
 )
 def test_a_usage_error_prints_the_usage_of_its_command(
@@ -557,6 +609,8 @@ def test_a_usage_error_prints_the_usage_of_its_command(
     *usage_lines, last = done.stderr.splitlines()
     assert " ".join(" ".join(usage_lines).split()) == usage
     assert last == error
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_readme_project_folder_is_ignored_by_git() -> None:
@@ -688,8 +742,11 @@ def _every_parser(parser: Any, words: tuple[str, ...] = ()) -> Any:
 def test_every_option_of_every_command_has_help(notebook: bool) -> None:
     parsers = dict(_every_parser(cli.build_parser(notebook)))
 
+    refused = {(("init",), ("--project",)), (("project",), ("--project",))}
     for words, parser in parsers.items():
         for action in parser._actions:
+            if (words, tuple(action.option_strings)) in refused:
+                continue
             if action.option_strings:
                 assert action.help and action.help != argparse.SUPPRESS, (
                     words,
@@ -700,7 +757,7 @@ def test_every_option_of_every_command_has_help(notebook: bool) -> None:
     options = {
         w: {o for a in p._actions for o in a.option_strings} for w, p in parsers.items()
     }
-    assert "--project" not in options[("init",)]
+    assert "--project" not in parsers[("init",)].format_help()
     assert {"--project", "-v", "--verbose"} <= options[("run",)]
     assert {"--env", "--limit", "--schema"} <= options[("show",)]
     assert {"--env", "--limit"} <= options[("diff",)]

@@ -120,7 +120,8 @@ def _sample(action: argparse.Action) -> list[str]:
 
 
 def command_lines(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
-    """Each sub-command with its positionals, once per option and with all of them."""
+    """Each sub-command with its positionals, once per option and with all of them
+    (not the hidden ones, which a command refuses)."""
     for name, sub in _subcommands(parser).items():
         words = (*prefix, name)
         if _subcommands(sub):
@@ -135,7 +136,9 @@ def command_lines(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ())
         options = [
             [option, *_sample(action)]
             for action in sub._actions
-            if action.option_strings and action.dest != "help"
+            if action.option_strings
+            and action.dest != "help"
+            and action.help != argparse.SUPPRESS
             for option in action.option_strings
         ]
         required = [
