@@ -157,8 +157,6 @@ def list_environments(project: Project) -> EnvList:
             fingerprints(dag, project.root),
         )
     except ProjectError as error:
-        if not (project.root / "seeknal").is_dir() and not project.cells:
-            raise
         log.info("statuses ignore project changes: %s", error)
         current = None
     names = environments(store)

@@ -9,6 +9,7 @@ import html
 import json
 import logging
 import os
+import shlex
 import threading
 import time
 from collections.abc import Iterable
@@ -23,7 +24,7 @@ from seeknal_jupyter.binding import InputPath, check_schemas, first_line
 from seeknal_jupyter.cells import cell_label
 from seeknal_jupyter.changes import ChangeClass, Definition, definition_reasons
 from seeknal_jupyter.dag import Dag, build_dag
-from seeknal_jupyter.errors import Problem, ProjectError, RunFailed, UsageError
+from seeknal_jupyter.errors import Problem, RunFailed, UsageError
 from seeknal_jupyter.events import (
     NodeFinished,
     Reporter,
@@ -43,7 +44,7 @@ from seeknal_jupyter.execute import (
     source_query,
 )
 from seeknal_jupyter.fingerprint import definition, fingerprints
-from seeknal_jupyter.loader import LoadResult, Node, load_nodes
+from seeknal_jupyter.loader import LoadResult, Node, load_nodes, yaml_files
 from seeknal_jupyter.report import NodeResult, RunResult, plural
 from seeknal_jupyter.sql import quote_literal
 from seeknal_jupyter.store import (
@@ -267,17 +268,14 @@ class Project:
         return f"<Project {self.name} at {self.root}>"
 
     def load(self) -> LoadResult:
-        """Read and validate every node now (YAML edits are picked up)."""
+        """Read and validate every node now (YAML edits are picked up).
+
+        Raises:
+            UsageError: the folder has no ``seeknal/`` folder (nor cell nodes).
+            ProjectError: every problem found, with file and line.
+        """
         if not (self.root / "seeknal").is_dir() and not self.cells:
-            raise ProjectError(
-                [
-                    Problem(
-                        f"no seeknal/ folder in {self.root}",
-                        hint="run 'seeknal init --example fraud-detection DIR' or "
-                        "point --project at a project folder",
-                    )
-                ]
-            )
+            raise UsageError(_not_a_project(self.root))
         return load_nodes(
             self.root, [(doc, cell_label(n)) for n, doc in self.cells.items()]
         )
@@ -961,6 +959,23 @@ def _behind_note(node_id: str, inputs: list[str]) -> str:
 def _others(inputs: list[str]) -> str:
     """`` (and N others)`` after the first of several inputs."""
     return f" (and {plural(len(inputs) - 1, 'other')})" if len(inputs) > 1 else ""
+
+
+def _not_a_project(folder: Path) -> str:
+    """Why a folder without ``seeknal/`` is no project, and what to do: go to the
+    project holding it, if there is one, else write one."""
+    holder = next((p for p in folder.parents if yaml_files(p)), None)
+    if holder is None:
+        return (
+            f"no seeknal/ folder in {folder}, so it is not a project: write one with "
+            "'seeknal init --example fraud-detection DIR', or give a project's "
+            "folder with --project PATH"
+        )
+    where = "the seeknal/ folder of" if folder == holder / "seeknal" else "inside"
+    return (
+        f"no seeknal/ folder in {folder}; it is {where} the project {holder}: run "
+        f"from there, or give --project {shlex.quote(str(holder))}"
+    )
 
 
 def _rows(conn: duckdb.DuckDBPyConnection, query: str, limit: int | None) -> Any:

@@ -618,6 +618,46 @@ def test_the_readme_project_folder_is_ignored_by_git() -> None:
     assert "fraud-demo/" in ignored.splitlines()
 
 
+@pytest.mark.parametrize(
+    ("folder", "message"),
+    [
+        (
+            "empty",
+            (
+                "error: no seeknal/ folder in {root}/empty, so it is not a project: "
+                "write one with 'seeknal init --example fraud-detection DIR', or give a "
+                "project's folder with --project PATH\n"
+            ),
+        ),
+        (
+            "demo/seeknal",
+            (
+                "error: no seeknal/ folder in {root}/demo/seeknal; it is the seeknal/ "
+                "folder of the project {root}/demo: run from there, or give --project "
+                "{root}/demo\n"
+            ),
+        ),
+        (
+            "demo/data",
+            (
+                "error: no seeknal/ folder in {root}/demo/data; it is inside the project "
+                "{root}/demo: run from there, or give --project {root}/demo\n"
+            ),
+        ),
+    ],
+)
+def test_a_folder_without_seeknal_says_in_one_line_what_to_do(
+    tmp_path: Path, folder: str, message: str
+) -> None:
+    write_project(tmp_path / "demo")
+    (tmp_path / "empty").mkdir()
+
+    for words in (["run"], ["plan"], ["env", "list"]):
+        done = seeknal(*words, cwd=tmp_path / folder)
+        expected = message.format(root=tmp_path.resolve())
+        assert (done.returncode, done.stdout, done.stderr) == (2, "", expected)
+
+
 def test_show_in_an_unknown_environment_is_a_one_line_error(tmp_path: Path) -> None:
     root = write_project(tmp_path)
     assert seeknal("run", cwd=root).returncode == 0

@@ -18,7 +18,7 @@ from environment_helpers import (
 )
 
 from seeknal_jupyter import environments
-from seeknal_jupyter.errors import ProjectError, UsageError
+from seeknal_jupyter.errors import UsageError
 from seeknal_jupyter.inventory import delete, list_environments
 from seeknal_jupyter.project import Project
 from seeknal_jupyter.promote import promote
@@ -152,7 +152,7 @@ def test_deleting_an_environment_that_never_ran_says_what_it_freed(
 def test_list_in_a_folder_without_a_project_fails_like_the_other_commands(
     tmp_path: Path,
 ) -> None:
-    with pytest.raises(ProjectError) as error:
+    with pytest.raises(UsageError) as error:
         list_environments(Project(tmp_path))
     assert f"no seeknal/ folder in {tmp_path.resolve()}" in str(error.value)
 
