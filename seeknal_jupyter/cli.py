@@ -214,7 +214,11 @@ def _add_environment_commands(commands: Any, common: ArgumentParser) -> None:
     delete.add_argument("env", metavar="ENV", help="the environment to remove")
 
 
-VERBOSE_HELP = "log what the package does to stderr (-v: steps, -vv: details)"
+VERBOSE_HELP = (
+    "log what the package does to stderr: -v each step (nodes loaded, selected, "
+    "to run and cached, SQL checked, files deleted), -vv also each node's details "
+    "(fingerprints, columns, the SQL it runs)"
+)
 PROJECT_HELP = "project folder (default: the current folder, or the notebook's project)"
 
 

@@ -425,6 +425,7 @@ def build(conn: duckdb.DuckDBPyConnection, task: Task) -> Built:
         checked = task.columns is not None
         query = node_query(conn, node, task.root, checked)
         query, columns = parquet_safe(conn, query, task.columns)
+        log.debug("%s: writing %s from:\n%s", node.id, task.snapshot.name, query)
         rows = conn.execute(
             f"COPY ({query}\n) TO {quote_literal(str(tmp))} (FORMAT parquet)"
         ).fetchone()

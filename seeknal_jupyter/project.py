@@ -418,6 +418,21 @@ class Project:
         for node_id in selected:
             fresh = self.is_fresh(dag.nodes[node_id], state, fps[node_id])
             (cached if fresh and not full else to_run).append(node_id)
+            entry = state.entries.get(node_id)
+            log.debug(
+                "%s: %s (fingerprint %s; its output's %s)",
+                node_id,
+                "cached" if fresh and not full else "to run",
+                fps[node_id],
+                entry.fingerprint if entry else "none yet",
+            )
+        log.info(
+            "%s selected in %s: %d to run, %d cached",
+            plural(len(selected), "node"),
+            display_name(state.env),
+            len(to_run),
+            len(cached),
+        )
         return to_run, cached
 
     def is_fresh(self, node: Node, state: State, fingerprint: str) -> bool:

@@ -370,6 +370,12 @@ class Store:
                         path.stat().st_size
                     )
                     path.unlink()
+        if collected.generations or collected.files:
+            log.info(
+                "deleted %s and %s that nothing refers to any more",
+                plural(collected.generations, "generation"),
+                plural(len(collected.files), "snapshot file"),
+            )
         return collected
 
     def remove_partials(self) -> int:

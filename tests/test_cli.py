@@ -20,6 +20,7 @@ import pytest
 
 from seeknal_jupyter import cli
 from seeknal_jupyter.errors import UsageError
+from seeknal_jupyter.fingerprint import fingerprints
 from seeknal_jupyter.project import Project
 from seeknal_jupyter.store import Store
 
@@ -756,6 +757,39 @@ def test_project_and_verbose_go_before_or_after_the_command(tmp_path: Path) -> N
     assert "debug seeknal_jupyter." in details.stderr
     assert "debug" not in before.stderr
     assert ran.stdout.rstrip().splitlines()[-1].startswith("Run succeeded: 2 executed")
+
+
+def test_v_logs_the_steps_of_a_run_and_vv_each_nodes_details(tmp_path: Path) -> None:
+    root = write_project(tmp_path)
+    fps = fingerprints(Project(root).dag(), root)
+
+    steps = seeknal("run", "-v", "--dry-run", cwd=root)
+    details = seeknal("run", "-vv", "--dry-run", cwd=root)
+    built = seeknal("-vv", "run", cwd=root)
+
+    loaded = (
+        "info seeknal_jupyter.loader: loaded 2 nodes from 1 file under "
+        f"{root.resolve() / 'seeknal'}"
+    )
+    selected = (
+        "info seeknal_jupyter.project: 2 nodes selected in production: 2 to run, "
+        "0 cached"
+    )
+    decisions = [
+        f"debug seeknal_jupyter.project: {node}: to run (fingerprint {fps[node]}; "
+        "its output's none yet)"
+        for node in ("source.numbers", "transform.doubled")
+    ]
+    assert steps.stderr.splitlines() == [loaded, selected]
+    assert details.stderr.splitlines() == [loaded, *decisions, selected]
+    assert built.stderr.splitlines()[:4] == [loaded, *decisions, selected]
+    assert (
+        "debug seeknal_jupyter.execute: transform.doubled: writing "
+        f"{fps['transform.doubled']}.parquet from:"
+    ) in built.stderr.splitlines()
+    assert "debug seeknal_jupyter.binding: transform.doubled binds to columns " in (
+        built.stderr
+    )
 
 
 def test_init_takes_no_project_option(tmp_path: Path) -> None:

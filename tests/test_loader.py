@@ -51,6 +51,24 @@ def test_yaml_syntax_error(tmp_path: Path) -> None:
     assert found[0].endswith("(check the indentation and the ':' after each key)")
 
 
+def test_a_tab_further_in_a_line_is_read_as_yaml_reads_it(tmp_path: Path) -> None:
+    text = SOURCE + "owner:\tfraud-team\ndescription: spent\tby card\n"
+    text += "tags:\n  - raw\n  -\tdaily\n"
+
+    found = problems(tmp_path, {"a.yml": text})
+    loaded = load(tmp_path, {"a.yml": text.replace("-\tdaily", "- daily")})
+
+    assert found == [
+        (
+            "seeknal/a.yml:9: invalid YAML: found character that cannot start any token "
+            "(indent with spaces; YAML does not allow tabs for indentation)"
+        )
+    ]
+    spec = loaded.nodes["source.numbers"].spec
+    assert (spec["owner"], spec["description"]) == ("fraud-team", "spent\tby card")
+    assert loaded.nodes["source.numbers"].tags == ("raw", "daily")
+
+
 def test_tab_indentation(tmp_path: Path) -> None:
     found = problems(tmp_path, {"a.yml": "kind: source\nparams:\n\tdelimiter: ';'\n"})
 
