@@ -697,11 +697,11 @@ def build_nodes(
     unknown_kind: set[str] = set()
     for doc, file in documents:
         made = _draft(doc, file, problems, warnings)
-        if made is None and doc.get("kind") in KINDS:
-            rejected.add(f"{doc.get('kind')}.{doc.get('name')}")
-        elif made is None:
-            unknown_kind.add(str(doc.get("name")))
         if made is None:
+            if doc.get("kind") in KINDS:
+                rejected.add(f"{doc.get('kind')}.{doc.get('name')}")
+            else:
+                unknown_kind.add(str(doc.get("name")))
             continue
         draft = made[0]
         node_id = f"{draft.kind}.{draft.name}"
