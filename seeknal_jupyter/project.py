@@ -320,9 +320,7 @@ class Project:
             self.name, self.target / "manifest.json", dag, fps, loaded.warnings
         )
         with self.store.writing("seeknal plan"):
-            write_text_atomically(
-                manifest.path, json.dumps(manifest.to_json(), indent=1)
-            )
+            write_text_atomically(manifest.path, json.dumps(manifest.to_json()))
             log.info("wrote %s", manifest.path)
             write_text_atomically(
                 self.target / SCHEMAS_FILE,

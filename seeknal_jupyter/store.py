@@ -121,7 +121,12 @@ class Entry:
     export: ExportFile | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The entry as the state file holds it (values shared, not copied: the
+        state is written while runs go on, so this stays cheap)."""
+        body = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.export is not None:
+            body["export"] = asdict(self.export)
+        return body
 
     def files(self) -> list[str]:
         """The files under ``target/`` it refers to: its snapshot, its export."""
