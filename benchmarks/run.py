@@ -982,8 +982,9 @@ def verdicts(results: dict[str, Any]) -> list[Row]:
             plan["plan"],
             f"loading and the DAG take {plan['load_and_dag']:.2f}s of it; the rest is "
             "binding every node's SQL in DuckDB before the manifest is written (the "
-            "schema check: a DESCRIBE per node and an empty table of its columns for "
-            "the nodes that read it); the checked columns are remembered by "
+            "schema check: each node bound into an empty table of its columns, by "
+            "CREATE TABLE AS ... LIMIT 0, the nodes of a layer at once); the "
+            "checked columns are remembered by "
             "fingerprint, so a re-plan binds only what changed. "
             + profile_reason(plan["profile"], "plan"),
         )
@@ -1076,7 +1077,13 @@ def fraud_reason(scale: str, data: dict[str, Any]) -> str:
 
 def dag_reason(dag: dict[str, Any]) -> str:
     med = dag["median"]
+    slower = med["parallel_work"] / med["work"] - 1
     text = (
+        f"the nodes' own seconds add up to {100 * slower:.0f}% more when "
+        f"{dag['workers']} run at once on {dag['cores']} cores than one by one "
+        f"({med['parallel_work']:.2f}s against {med['work']:.2f}s: they share the "
+        "cores' caches and memory bandwidth with each other and with the run's own "
+        "thread); "
         f"executor alone {dag['ratio_executor']:.3f}x the bound; outside the executor "
         f"{med['engine_wall'] - med['executor']:.2f}s (schema check before the run "
         f"{med['check_schemas']:.2f}s); idle worker time inside it "
