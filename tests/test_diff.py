@@ -107,9 +107,9 @@ def test_diff_compares_a_column_whose_type_changed(project: Project) -> None:
     )
 
 
-def test_diff_without_keys_samples_the_rows_found_on_one_side(
-    project: Project,
-) -> None:
+def retype_is_fraud(project: Project) -> None:
+    """Apply, in environment ``retyped``, training_data with ``is_fraud`` as an
+    integer (0 or 2): an exposure without keys whose fraud rows all differ."""
     edit(
         project,
         "    f.is_fraud\n",
@@ -117,6 +117,12 @@ def test_diff_without_keys_samples_the_rows_found_on_one_side(
         "seeknal/exposures/15_exposure_training_data.yml",
     )
     applied(project, "retyped")
+
+
+def test_diff_without_keys_samples_the_rows_found_on_one_side(
+    project: Project,
+) -> None:
+    retype_is_fraud(project)
     frauds = query(
         f"SELECT count(*) FROM read_parquet('{project.root / PROD_EXPORT}') "
         "WHERE is_fraud"
@@ -139,13 +145,7 @@ def test_diff_without_keys_lines_up_both_sides_and_fits_the_terminal(
 ) -> None:
     """Each side's sample is its first rows in sorted order, so the same leading
     columns (here the transaction) face each other; the text wraps to COLUMNS."""
-    edit(
-        project,
-        "    f.is_fraud\n",
-        "    CAST(f.is_fraud AS INTEGER) * 2 AS is_fraud\n",
-        "seeknal/exposures/15_exposure_training_data.yml",
-    )
-    applied(project, "retyped")
+    retype_is_fraud(project)
     monkeypatch.setenv("COLUMNS", "60")
 
     found = diff(project, "training_data", "retyped", limit=3)
