@@ -11,9 +11,7 @@ from typing import Any
 import duckdb
 
 from seeknal_jupyter.environments import (
-    environment_name,
     environments,
-    unknown_environment,
 )
 from seeknal_jupyter.errors import UsageError
 from seeknal_jupyter.execute import connection
@@ -173,9 +171,7 @@ def diff(project: Project, node: str, env: str, limit: int = 10) -> NodeDiff:
             f"diff compares an environment with production; name one of: "
             f"{', '.join(environments(store)) or 'none (make one with: seeknal plan NAME)'}"
         )
-    env = environment_name(env, store)
-    if env not in environments(store):
-        raise unknown_environment(store, env)
+    env = project.environment(env)
     dag = project.dag()
     node_id = dag.resolve(node)
     own = store.load_state(env).entries.get(node_id)

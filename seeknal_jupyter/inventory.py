@@ -12,7 +12,6 @@ from seeknal_jupyter.dag import Dag
 from seeknal_jupyter.environments import (
     EnvPlan,
     changed_since_plan,
-    environment_name,
     environments,
     format_time,
     is_built,
@@ -20,7 +19,6 @@ from seeknal_jupyter.environments import (
     read_env_record,
     settle_plans,
     state_digest,
-    unknown_environment,
 )
 from seeknal_jupyter.errors import ProjectError, UsageError
 from seeknal_jupyter.fingerprint import fingerprints
@@ -258,9 +256,7 @@ def delete(project: Project, env: str) -> DeleteResult:
             "environment beside it"
         )
     store = project.store
-    env = environment_name(env, store)
-    if env not in environments(store):
-        raise unknown_environment(store, env)
+    env = project.environment(env)
     with store.writing(f"seeknal env delete {env}"):
         settle_plans(store)
         held = list(store.load_state(env).entries.values())
