@@ -106,8 +106,10 @@ class Node:
         return path, str(params.get("format") or _format_from_path(path))
 
 
-def _format_from_path(path: str) -> str:
-    return "csv" if path.lower().endswith(".csv") else "parquet"
+def _format_from_path(path: str) -> str | None:
+    """The export format a path's extension names, if it names one."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    return {"csv": "csv", "parquet": "parquet", "pq": "parquet"}.get(suffix)
 
 
 def duckdb_type(dtype: Any) -> str | None:
@@ -123,7 +125,7 @@ def duckdb_type(dtype: Any) -> str | None:
 
 def type_hint() -> str:
     return "use one of: " + ", ".join(
-        ["string", "integer", "bigint", "float", "double", "boolean", "date"]
+        ["string", "integer", "bigint", "float", "real", "double", "boolean", "date"]
         + ["timestamp", "decimal(p,s)"]
     )
 
@@ -426,6 +428,13 @@ def _check_exposure(check: _Checker) -> None:
         check.fail("a file exposure needs 'params: {path, format}'", "params")
         return
     fmt = params.get("format") or _format_from_path(path)
+    if fmt is None:
+        check.fail(
+            f"params.path {path!r} does not say its format",
+            "params",
+            "end it in .parquet or .csv, or add 'format: parquet' or 'format: csv'",
+        )
+        return
     if fmt not in EXPORT_FORMATS:
         check.fail(
             f"export format {fmt!r} is not supported", "params", "parquet or csv"
@@ -666,7 +675,7 @@ def _link(
                     "add a 'transform' with SQL that joins them",
                 )
             )
-        elif not inputs and not any(known.may_be_defined(r) for r, _ in draft.refs):
+        elif not inputs and not draft.refs:
             problems.append(
                 Problem(
                     "no inputs and no 'transform'",

@@ -238,12 +238,7 @@ class SeeknalMagics(Magics):
             result = cli.dispatch(args, project, reporter)
         except RunFailed as failure:
             self._remember(project, failure.result)
-            resumes = (
-                "; the next run resumes" if failure.result.count("cancelled") else ""
-            )
-            raise RunFailed(
-                failure.result, failure.result.headline() + resumes
-            ) from None
+            raise RunFailed(failure.result, _verdict(failure.result)) from None
         if isinstance(result, RunResult):
             self._remember(project, result)
             if isinstance(reporter, ProgressPanel):
@@ -313,6 +308,18 @@ def _with_nodes(project: Project) -> Project:
             "fraud-detection DIR"
         )
     return project
+
+
+def _verdict(result: RunResult) -> str:
+    """A failed run in one line: the headline, the first failure (so a notebook
+    run from the shell says why), and whether the next run resumes."""
+    failures = [r.error for r in result.nodes.values() if r.status == "failed"]
+    first = next((e.splitlines()[0] for e in failures if e), None)
+    return (
+        result.headline()
+        + (f"; first failure: {first}" if first else "")
+        + ("; the next run resumes" if result.count("cancelled") else "")
+    )
 
 
 @contextlib.contextmanager

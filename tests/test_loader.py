@@ -600,7 +600,7 @@ def test_every_problem_of_a_project_is_reported_at_once(tmp_path: Path) -> None:
             "source: csv\ntable: x.csv\nschema:\n  - {name: a, data_type: money}\n",
             (
                 "seeknal/a.yml:6: source.s: column 'a': unknown type 'money' (use one of: "
-                "string, integer, bigint, float, double, boolean, date, timestamp, "
+                "string, integer, bigint, float, real, double, boolean, date, timestamp, "
                 "decimal(p,s))"
             ),
         ),
@@ -720,3 +720,36 @@ def test_the_examples_load_without_warnings(tmp_path: Path) -> None:
     for name in ("fraud-detection", "nyc-flights"):
         root = init_example(name, tmp_path / name)
         assert load_nodes(root).warnings == [], name
+
+
+@pytest.mark.parametrize("path", ["out/spend.xlsx", "out/spend.txt", "out/spend"])
+def test_an_exposure_path_without_a_known_extension_needs_a_format(
+    tmp_path: Path, path: str
+) -> None:
+    """Not Parquet bytes under a name that says otherwise: the format is asked for."""
+    exposure = (
+        "kind: exposure\nname: e\ntype: file\ninputs: [{ref: source.numbers}]\n"
+        f"params: {{path: {path}}}\n"
+    )
+    found = problems(tmp_path, {"a.yml": SOURCE, "e.yml": exposure})
+
+    assert found == [
+        (
+            f"seeknal/e.yml:5: exposure.e: params.path '{path}' does not say its "
+            "format (end it in .parquet or .csv, or add 'format: parquet' or "
+            "'format: csv')"
+        )
+    ]
+
+
+def test_a_misspelt_ref_of_a_feature_group_without_sql_is_its_only_problem(
+    tmp_path: Path,
+) -> None:
+    grouped = (
+        "kind: feature_group\nname: g\ninputs: [{ref: source.z}]\n"
+        "entity: {name: e, join_keys: [n]}\nfeatures: {n: {dtype: int}}\n"
+    )
+    found = problems(tmp_path, {"a.yml": SOURCE, "g.yml": grouped})
+
+    assert len(found) == 1
+    assert found[0].startswith("seeknal/g.yml:3: feature_group.g: unknown input")

@@ -379,8 +379,11 @@ def test_run_returns_the_result_and_a_failure_prints_the_summary_once(
     last = magics(ip).last_result
     assert last is not None
     assert last.statuses()["transform.card_feed"] == "failed"
+    first = last.nodes["transform.card_feed"].error
+    assert first is not None and first.startswith("transform.card_feed (<cell ")
+    assert str(failed.error_in_exec) == f"{last.headline()}; first failure: {first}"
     # the terminal shell prints IPython's one-line rendering of the error after it
-    assert shown.stdout.endswith(f"{last}\nRunFailed: {last.headline()}\n")
+    assert shown.stdout.endswith(f"{last}\nRunFailed: {failed.error_in_exec}\n")
     assert shown.stdout.count("nodes: 16, layers: 4, executed: 1,") == 1
     assert "<RunResult" not in shown.stdout
     assert shown.outputs == []
