@@ -3,10 +3,11 @@
 The executor hands every event to the panel on the thread that called ``run`` (the
 kernel's main thread) and calls ``tick()`` a few times a second; worker threads never
 touch a widget. When the run ends, the panel's display becomes the run's summary (HTML
-and text), which a saved notebook keeps without any widget state. While a cell runs the kernel reads no messages from the front end, so
-``tick()`` also handles the widget messages waiting on the kernel's shell channel
-(that is how the Cancel button's click arrives) and hands every other message back
-to the kernel, in order, for when the cell is done.
+and text), which a saved notebook keeps without any widget state. While a cell runs
+the kernel reads no messages from the front end, so ``tick()`` also handles the
+widget messages waiting on the kernel's shell channel (that is how the Cancel
+button's click arrives) and hands every other message back to the kernel, in order,
+for when the cell is done.
 """
 
 from __future__ import annotations
