@@ -535,9 +535,7 @@ class Project:
             i: state.entries[i].fingerprint
             for n in chosen
             for i in dag.nodes[n].inputs
-            if i not in run_set
-            and i in state.entries
-            and state.entries[i].fingerprint != fps[i]
+            if _out_of_date_outside(i, run_set, fps, state)
         }
         if not read:
             return fps
@@ -943,14 +941,26 @@ def _behind_inputs(
             continue
         found: set[str] = set()
         for input_id in dag.nodes[node_id].inputs:
-            entry = state.entries.get(input_id)
             if input_id in chosen:
                 found.update(behind.get(input_id, []))
-            elif entry is not None and entry.fingerprint != fps[input_id]:
+            elif _out_of_date_outside(input_id, chosen, fps, state):
                 found.add(input_id)
         if found:
             behind[node_id] = [n for n in dag.order if n in found]
     return behind
+
+
+def _out_of_date_outside(
+    input_id: str, chosen: set[str], fps: dict[str, str], state: State
+) -> bool:
+    """Whether an input left out of the run has an output, made from an earlier
+    definition or data, that the run reads as it is."""
+    entry = state.entries.get(input_id)
+    return (
+        input_id not in chosen
+        and entry is not None
+        and entry.fingerprint != fps[input_id]
+    )
 
 
 def _behind_note(node_id: str, inputs: list[str]) -> str:
