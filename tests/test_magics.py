@@ -353,6 +353,15 @@ def test_the_working_folder_is_the_default_project(
     assert current(ip).root == fraud
 
 
+def add_failing_card_feed(shell: Any) -> None:
+    """A cell node whose every run fails: DuckDB's error('card feed is down')."""
+    node_cell(
+        shell,
+        "transform card_feed --inputs card_data",
+        "SELECT card_id, error('card feed is down') AS status FROM card_data",
+    )
+
+
 def test_run_returns_the_result_and_a_failure_prints_the_summary_once(
     ip: Any, fraud: Path
 ) -> None:
@@ -364,11 +373,7 @@ def test_run_returns_the_result_and_a_failure_prints_the_summary_once(
     assert "[15/15] SUCCESS" in shown.stdout
     assert magics(ip).last_result is result
 
-    node_cell(
-        ip,
-        "transform card_feed --inputs card_data",
-        "SELECT card_id, error('card feed is down') AS status FROM card_data",
-    )
+    add_failing_card_feed(ip)
     with capture_output(display=True) as shown:
         failed = ip.run_cell("%seeknal run --parallel")
     assert isinstance(failed.error_in_exec, RunFailed)
@@ -464,11 +469,7 @@ def test_the_panel_becomes_the_summary_shown_once_however_the_run_is_written(
 def test_a_failed_run_in_the_panel_is_summarised_once(ip: Any, fraud: Path) -> None:
     seeknal(ip, f"project {fraud}")
     ip.run_line_magic("config", "SeeknalMagics.progress = 'widget'")
-    node_cell(
-        ip,
-        "transform card_feed --inputs card_data",
-        "SELECT card_id, error('card feed is down') AS status FROM card_data",
-    )
+    add_failing_card_feed(ip)
 
     with capture_output(display=True) as shown:
         failed = ip.run_cell("r = %seeknal run --parallel")
